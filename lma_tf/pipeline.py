@@ -1,0 +1,255 @@
+"""The tf.data input pipeline: TFRecord shards -> batches for the model.
+
+Order as in tensorflow/models' input reader: list and shuffle files -> shard
+by input pipeline -> interleave -> parse -> cache -> shuffle -> batch ->
+augment -> prefetch. Augmentation runs on whole batches (one gather for the
+circular shifts) because per-example maps dominate the cost on small CPUs.
+
+Elements are `(features, labels, sample_weights)`:
+  features: {"strain": (B, S, T) float32, "sector_mask": (B, S)}
+  labels:   {"tos": (B, S) float32 ms, "lma": (B, S) float32 in [0, 1]}
+  weights:  {"tos": (B, S), "lma": (B, S)}: 0 on padded sectors and on
+            slices without labels, so neither ever counts in a loss/metric.
+S = config.data.num_sectors (126 padded circularly), T = config.data.num_frames.
+"""
+
+from __future__ import annotations
+
+import os
+
+import ml_collections
+import tensorflow as tf
+
+from lma_tf import constants, features, preprocess, records
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def shard_files(records_dir: str, split: str) -> tuple[list[str], str]:
+    """The shard paths of a split from the manifest, and their compression."""
+    manifest = records.load_manifest(records_dir)
+    if split not in manifest["splits"]:
+        raise ValueError(f"{records_dir}: no split {split!r} in the manifest")
+    names = manifest["splits"][split]["shards"]
+    if not names:
+        raise ValueError(f"{records_dir}: split {split!r} has no slices")
+    paths = [os.path.join(records_dir, n) for n in names]
+    missing = [p for p in paths if not os.path.exists(p)]
+    if missing:
+        raise FileNotFoundError(f"shards listed in the manifest are missing: {missing}")
+    return paths, manifest.get("compression", "")
+
+
+def parse_and_fit(serialized: tf.Tensor, data: ml_collections.ConfigDict) -> dict:
+    """One serialized example -> fixed-size tensors (126 sectors, T frames)."""
+    p = features.parse_example(serialized)
+    strain = preprocess.resample_frames(
+        p["strain"], p[features.FRAME_PERIOD], data.frame_period_ms
+    )
+    strain = preprocess.fit_frames(strain, data.num_frames, data.drop_last_frames)
+    has_tos = tf.cast(p[features.HAS_TOS], tf.float32)
+    return {
+        "strain": strain,
+        "tos": p[features.TOS],
+        "lma": tf.cast(p[features.LMA], tf.float32),
+        "has_tos": has_tos,
+        "scar": p[features.SCAR],
+        "has_scar": tf.cast(p[features.HAS_SCAR], tf.float32),
+        "num_frames": tf.cast(p[features.NUM_FRAMES], tf.int32),
+        "subject_id": p[features.SUBJECT_ID],
+        "slice_id": p[features.SLICE_ID],
+        "slice_location": p[features.SLICE_LOCATION],
+        "has_slice_location": tf.cast(p[features.HAS_SLICE_LOCATION], tf.float32),
+    }
+
+
+def circular_shift(batch: dict, seed: tf.Tensor | None = None) -> dict:
+    """Rolls each example's sector ring by its own random offset.
+
+    Strain, TOS, LMA label and scar move together, so labels stay aligned with
+    the strain they describe (the whole point; see the property test).
+    """
+    b = tf.shape(batch["strain"])[0]
+    n = constants.NUM_SECTORS
+    if seed is None:
+        shift = tf.random.uniform([b], 0, n, dtype=tf.int32)
+    else:
+        shift = tf.random.stateless_uniform([b], seed, 0, n, dtype=tf.int32)
+    # Output sector i takes input sector (i - shift) mod n, like np.roll.
+    idx = (tf.range(n)[None, :] - shift[:, None]) % n
+    out = dict(batch)
+    for key in ("strain", "tos", "lma", "scar"):
+        out[key] = tf.gather(batch[key], idx, axis=1, batch_dims=1)
+    return out
+
+
+def mixup(batch: dict, alpha: float, seed: tf.Tensor | None = None) -> dict:
+    """Mixup within the batch: convex mixes of strain and of both targets.
+
+    The LMA target becomes a soft probability, which the cross-entropy
+    accepts; unlabelled partners zero the weight of the mix.
+    """
+    b = tf.shape(batch["strain"])[0]
+    if seed is None:
+        seed = tf.random.uniform([2], 0, 2**31 - 1, dtype=tf.int64)
+    seeds = tf.random.experimental.stateless_split(seed, 3)
+    g1 = tf.random.stateless_gamma([b], seeds[0], alpha)
+    g2 = tf.random.stateless_gamma([b], seeds[1], alpha)
+    lam = g1 / (g1 + g2 + 1e-12)
+    perm = tf.random.experimental.stateless_shuffle(tf.range(b), seeds[2])
+    out = dict(batch)
+    for key, extra in (("strain", 2), ("tos", 1), ("lma", 1), ("scar", 1)):
+        lam_k = tf.reshape(lam, [-1] + [1] * extra)
+        out[key] = lam_k * batch[key] + (1.0 - lam_k) * tf.gather(batch[key], perm)
+    out["has_tos"] = batch["has_tos"] * tf.gather(batch["has_tos"], perm)
+    return out
+
+
+def to_model_inputs(batch: dict, data: ml_collections.ConfigDict, metadata: bool):
+    """Pads sectors circularly and builds the (features, labels, weights) triple."""
+    s = data.num_sectors
+    mask = preprocess.sector_mask(s)[None, :]
+    strain = preprocess.pad_sectors(batch["strain"], s, axis=1)
+    tos = preprocess.pad_sectors(batch["tos"], s, axis=1)
+    lma = preprocess.pad_sectors(batch["lma"], s, axis=1)
+    weight = mask * batch["has_tos"][:, None]
+    feats = {"strain": strain, "sector_mask": tf.broadcast_to(mask, tf.shape(tos))}
+    if metadata:
+        for key in (
+            "has_tos",
+            "has_scar",
+            "num_frames",
+            "subject_id",
+            "slice_id",
+            "slice_location",
+            "has_slice_location",
+        ):
+            feats[key] = batch[key]
+        feats["scar"] = preprocess.pad_sectors(batch["scar"], s, axis=1)
+    return feats, {"tos": tos, "lma": lma}, {"tos": weight, "lma": weight}
+
+
+def make_dataset(
+    config: ml_collections.ConfigDict,
+    split: str,
+    input_context: tf.distribute.InputContext | None = None,
+    *,
+    training: bool | None = None,
+    repeat: bool = False,
+    include_metadata: bool = False,
+    batch_size: int | None = None,
+) -> tf.data.Dataset:
+    """Builds the dataset of one split.
+
+    Args:
+      config: the experiment config (uses `data`, `train.batch_size`, `seed`).
+      split: "train", "val" or "test".
+      input_context: from `strategy.distribute_datasets_from_function`; sets
+        the per-replica batch size and which shards this pipeline reads.
+      training: shuffle + augment + drop the last partial batch; defaults to
+        `split == "train"`.
+      repeat: repeat forever (the trainer counts steps).
+      include_metadata: add ids, scar and frame counts to the features (for
+        evaluation; strings stay on the host).
+      batch_size: global batch size; defaults to `config.train.batch_size`.
+    """
+    data = config.data
+    training = split == "train" if training is None else training
+    global_batch = batch_size or config.train.batch_size
+    seed = int(config.seed)
+    files, compression = shard_files(data.records_dir, split)
+
+    batch = global_batch
+    num_pipelines, pipeline_id = 1, 0
+    if input_context is not None:
+        batch = input_context.get_per_replica_batch_size(global_batch)
+        num_pipelines = input_context.num_input_pipelines
+        pipeline_id = input_context.input_pipeline_id
+
+    options = tf.data.Options()
+    options.deterministic = bool(data.deterministic)
+    # We shard explicitly below; stop tf.distribute from sharding again.
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.OFF
+    )
+
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    if training:
+        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    shard_by_file = num_pipelines > 1 and len(files) >= num_pipelines
+    if shard_by_file:
+        ds = ds.shard(num_pipelines, pipeline_id)
+    ds = ds.interleave(
+        lambda f: tf.data.TFRecordDataset(f, compression_type=compression),
+        cycle_length=max(1, min(int(data.cycle_length), len(files))),
+        num_parallel_calls=AUTOTUNE,
+        deterministic=bool(data.deterministic),
+    )
+    if num_pipelines > 1 and not shard_by_file:
+        ds = ds.shard(num_pipelines, pipeline_id)
+    ds = ds.map(lambda x: parse_and_fit(x, data), num_parallel_calls=AUTOTUNE)
+    if data.cache:
+        ds = ds.cache()
+    ds = batch_examples(ds, config, batch, training, repeat, include_metadata)
+    return ds.with_options(options)
+
+
+def batch_examples(
+    ds: tf.data.Dataset,
+    config: ml_collections.ConfigDict,
+    batch_size: int,
+    training: bool,
+    repeat: bool = False,
+    include_metadata: bool = False,
+) -> tf.data.Dataset:
+    """Parsed examples -> shuffled, batched, augmented model inputs.
+
+    The stage after parsing, shared by the shard reader above and by
+    in-memory sources (the benchmark compares the two on the same data).
+    """
+    data = config.data
+    if training:
+        ds = ds.shuffle(
+            int(data.shuffle_buffer),
+            seed=int(config.seed),
+            reshuffle_each_iteration=True,
+        )
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.batch(batch_size, drop_remainder=training, num_parallel_calls=AUTOTUNE)
+    if training:
+        # One seed per batch from a seeded stream that differs every epoch:
+        # augmentation is reproducible for a config seed yet never repeats.
+        seeds = tf.data.Dataset.random(
+            seed=int(config.seed), rerandomize_each_iteration=True
+        ).batch(2)
+        ds = tf.data.Dataset.zip(ds, seeds).map(
+            lambda b, s: _augment(b, s, data), num_parallel_calls=AUTOTUNE
+        )
+    ds = ds.map(
+        lambda b: to_model_inputs(b, data, include_metadata),
+        num_parallel_calls=AUTOTUNE,
+    )
+    return ds.prefetch(AUTOTUNE)
+
+
+def _augment(batch: dict, seed: tf.Tensor, data: ml_collections.ConfigDict) -> dict:
+    """Training augmentation of one batch, from stateless ops on `seed`."""
+    seeds = tf.random.experimental.stateless_split(seed, 3)
+    if data.augment_shift:
+        batch = circular_shift(batch, seeds[0])
+    if data.mixup_alpha > 0:
+        batch = mixup(batch, float(data.mixup_alpha), seeds[1])
+    if data.noise_std > 0:
+        batch = dict(batch)
+        noise = tf.random.stateless_normal(
+            tf.shape(batch["strain"]), seeds[2], stddev=data.noise_std
+        )
+        batch["strain"] = batch["strain"] + noise
+    return batch
+
+
+def count_examples(config: ml_collections.ConfigDict, split: str) -> int:
+    """Slices in a split, from the manifest (no pass over the data)."""
+    manifest = records.load_manifest(config.data.records_dir)
+    return int(manifest["splits"][split]["num_slices"])

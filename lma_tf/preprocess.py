@@ -1,0 +1,94 @@
+"""In-graph preprocessing shared by the training pipeline and the serving graph.
+
+Keeping these ops in one module is what prevents train/serve skew: the
+SavedModel calls the very functions `pipeline.py` maps over the records.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from lma_tf import constants
+
+
+def resample_frames(
+    strain: tf.Tensor, frame_period_ms: tf.Tensor, target_period_ms: float
+) -> tf.Tensor:
+    """Linearly resamples (..., sectors, frames) strain to `target_period_ms`.
+
+    A no-op (bit-exact) when the periods already agree, which is the usual
+    17 ms case; other temporal resolutions are brought onto the 17 ms grid the
+    network and the TOS convention assume.
+    """
+    period = tf.cast(frame_period_ms, tf.float32)
+
+    def resample() -> tf.Tensor:
+        frames = tf.shape(strain)[-1]
+        duration = tf.cast(frames, tf.float32) * period
+        new_frames = tf.maximum(
+            tf.cast(tf.round(duration / target_period_ms), tf.int32), 1
+        )
+        # Sample positions on the old frame grid (frame k covers time k*period).
+        t = tf.range(new_frames, dtype=tf.float32) * target_period_ms / period
+        t = tf.clip_by_value(t, 0.0, tf.cast(frames - 1, tf.float32))
+        lo = tf.cast(tf.floor(t), tf.int32)
+        hi = tf.minimum(lo + 1, frames - 1)
+        w = t - tf.cast(lo, tf.float32)
+        return (
+            tf.gather(strain, lo, axis=-1) * (1.0 - w)
+            + tf.gather(strain, hi, axis=-1) * w
+        )
+
+    same = tf.abs(period - target_period_ms) < 1e-3
+    return tf.cond(same, lambda: strain, resample)
+
+
+def fit_frames(strain: tf.Tensor, num_frames: int, drop_last: int = 0) -> tf.Tensor:
+    """Drops `drop_last` frames, then crops or zero-pads the frame axis.
+
+    Works on (sectors, frames) or (batch, sectors, frames); the last axis is
+    time. Zero padding is the authors' convention: zero strain = reference.
+    """
+    frames = tf.shape(strain)[-1]
+    if drop_last:
+        # Never drop below the contract's minimum sequence length.
+        keep = tf.maximum(frames - drop_last, tf.minimum(frames, constants.MIN_FRAMES))
+        strain = strain[..., :keep]
+        frames = keep
+    strain = strain[..., :num_frames]
+    pad = tf.maximum(num_frames - frames, 0)
+    rank = strain.shape.rank
+    paddings = [[0, 0]] * (rank - 1) + [[0, pad]]
+    strain = tf.pad(strain, paddings)
+    return tf.ensure_shape(strain, strain.shape[:-1].concatenate([num_frames]))
+
+
+def pad_sectors(x: tf.Tensor, num_sectors: int, axis: int = -1) -> tf.Tensor:
+    """Pads the 126-sector ring circularly to `num_sectors` along `axis`.
+
+    Circular (wrap-around) padding keeps the ring continuous for the
+    convolutions; the padded copies are masked out of every loss and metric.
+    """
+    extra = num_sectors - constants.NUM_SECTORS
+    if extra < 0:
+        raise ValueError(f"num_sectors={num_sectors} < {constants.NUM_SECTORS}")
+    if extra == 0:
+        return x
+    head = tf.gather(x, tf.range(extra) % constants.NUM_SECTORS, axis=axis)
+    return tf.concat([x, head], axis=axis)
+
+
+def sector_mask(num_sectors: int) -> tf.Tensor:
+    """(num_sectors,) float mask: 1 for the real 126 sectors, 0 for padding."""
+    return tf.concat(
+        [
+            tf.ones([constants.NUM_SECTORS], tf.float32),
+            tf.zeros([num_sectors - constants.NUM_SECTORS], tf.float32),
+        ],
+        axis=0,
+    )
+
+
+def unpad_sectors(x: tf.Tensor, axis: int = -1) -> tf.Tensor:
+    """Keeps the first 126 sectors along `axis` (inverse of `pad_sectors`)."""
+    return tf.gather(x, tf.range(constants.NUM_SECTORS), axis=axis)

@@ -1,0 +1,345 @@
+"""DENSE slices -> validated, subject-split, sharded TFRecords + manifest.json.
+
+The library behind `tools/make_records.py`. Every rejected slice is reported
+(file, slice, reason) and recorded in the manifest; good slices are never
+lost because of bad ones. Writes are atomic: shards and the manifest are
+written under temporary names and renamed once complete, and the manifest of
+a previous run is removed before any shard is touched, so an interrupted run
+never leaves a directory that looks complete.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import hashlib
+import json
+import math
+import os
+import re
+import sys
+from collections.abc import Callable, Iterable, Sequence
+
+import numpy as np
+import tensorflow as tf
+import tqdm
+
+from lma_tf import __version__, features, sources
+from lma_tf.slices import DenseSlice, Reject, SliceError, lma_labels, validate_slice
+
+MANIFEST = "manifest.json"
+SPLITS = ("train", "val", "test")
+_SHARD_RE = re.compile(r"^(train|val|test)-\d{5}-of-\d{5}\.tfrecord(\.gz)?$")
+
+
+class RecordsError(RuntimeError):
+    """The records could not be made (no valid slice, or a reject in strict mode)."""
+
+
+@dataclasses.dataclass
+class RecordsOptions:
+    """What `make_records` does; mirrors the flags of tools/make_records.py."""
+
+    output_dir: str
+    split: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    num_shards: int = 0  # per split; 0 = about one shard per 256 slices
+    compression: str = ""  # "" or "GZIP"
+    allow_pickle: bool = False
+    strict: bool = False
+    pseudonymize_salt: str = ""
+    seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if len(self.split) != 3 or any(f < 0 for f in self.split):
+            raise ValueError(
+                f"split must be three non-negative fractions: {self.split}"
+            )
+        if not math.isclose(sum(self.split), 1.0, abs_tol=1e-6):
+            raise ValueError(f"split fractions must sum to 1: {self.split}")
+        if self.compression not in ("", "GZIP"):
+            raise ValueError(f"compression must be '' or 'GZIP': {self.compression!r}")
+        if self.num_shards < 0:
+            raise ValueError("num_shards must be >= 0")
+
+
+def _unit_hash(*parts: str) -> float:
+    digest = hashlib.sha256("\x1f".join(parts).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+def assign_split(subject_id: str, fractions: Sequence[float], seed: int) -> str:
+    """Split of a subject from a seeded hash of its id.
+
+    Hash-based rather than a shuffled list, so a subject keeps its split when
+    others are added to the cohort.
+    """
+    u = _unit_hash(str(seed), subject_id)
+    edge = 0.0
+    for name, frac in zip(SPLITS, fractions):
+        edge += frac
+        if u < edge:
+            return name
+    # Rounding left u above the last edge: the last non-empty split.
+    return [n for n, f in zip(SPLITS, fractions) if f > 0][-1]
+
+
+def pseudonymize(subject_id: str, salt: str) -> str:
+    """Salted, irreversible subject pseudonym (records often leave the hospital)."""
+    return "S" + hashlib.sha256(f"{salt}\x1f{subject_id}".encode()).hexdigest()[:16]
+
+
+def shard_name(split: str, index: int, count: int, compression: str) -> str:
+    suffix = ".tfrecord.gz" if compression == "GZIP" else ".tfrecord"
+    return f"{split}-{index:05d}-of-{count:05d}{suffix}"
+
+
+def collect_slices(
+    inputs: Sequence[str],
+    allow_pickle: bool = False,
+    progress: bool = True,
+    report: Callable[[Reject], None] | None = None,
+) -> tuple[list[DenseSlice], list[Reject], list[dict]]:
+    """Reads and validates every slice under `inputs`.
+
+    Returns:
+      (good slices sorted by subject and slice, rejects, per-source summary).
+    """
+    files = sources.discover(list(inputs))
+    good: dict[tuple[str, str], DenseSlice] = {}
+    rejects: list[Reject] = []
+    summary: list[dict] = []
+
+    def reject(r: Reject) -> None:
+        rejects.append(r)
+        if report is not None:
+            report(r)
+
+    for path in tqdm.tqdm(files, desc="reading", unit="file", disable=not progress):
+        kept = refused = 0
+        for item in sources.read_source(path, allow_pickle=allow_pickle):
+            if isinstance(item, Reject):
+                reject(item)
+                refused += 1
+                continue
+            try:
+                s = validate_slice(item)
+            except SliceError as e:
+                reject(Reject(item.source or path, item.slice_id, str(e)))
+                refused += 1
+                continue
+            if s.key in good:
+                first = good[s.key].source
+                reject(
+                    Reject(
+                        s.source or path,
+                        s.slice_id,
+                        f"duplicate slice id {s.slice_id!r} of subject "
+                        f"{s.subject_id!r} (first seen in {first})",
+                    )
+                )
+                refused += 1
+                continue
+            good[s.key] = s
+            kept += 1
+        summary.append({"path": path, "slices": kept, "rejects": refused})
+    return [good[k] for k in sorted(good)], rejects, summary
+
+
+class _Stats:
+    """Running train-split statistics for normalisation (float64 sums)."""
+
+    def __init__(self) -> None:
+        self.n = self.s = self.ss = 0.0
+        self.tn = self.ts = self.tss = 0.0
+        self.lma_pos = self.lma_n = 0.0
+        self.frames: list[int] = []
+
+    def add(self, s: DenseSlice) -> None:
+        x = s.strain_matrix.astype(np.float64)
+        self.n += x.size
+        self.s += x.sum()
+        self.ss += np.square(x).sum()
+        self.frames.append(s.num_frames)
+        if s.tos_ms is not None:
+            t = s.tos_ms.astype(np.float64)
+            self.tn += t.size
+            self.ts += t.sum()
+            self.tss += np.square(t).sum()
+            lab = lma_labels(s.tos_ms, s.scar_fraction)
+            self.lma_pos += lab.sum()
+            self.lma_n += lab.size
+
+    def to_dict(self) -> dict:
+        def mean_std(n, s, ss):
+            if n == 0:
+                return None, None
+            m = s / n
+            return m, math.sqrt(max(ss / n - m * m, 0.0))
+
+        sm, ssd = mean_std(self.n, self.s, self.ss)
+        tm, tsd = mean_std(self.tn, self.ts, self.tss)
+        return {
+            "strain_mean": sm,
+            "strain_std": ssd,
+            "tos_mean_ms": tm,
+            "tos_std_ms": tsd,
+            "lma_positive_fraction": self.lma_pos / self.lma_n if self.lma_n else None,
+            "num_frames_min": min(self.frames) if self.frames else None,
+            "num_frames_max": max(self.frames) if self.frames else None,
+            "num_frames_mean": float(np.mean(self.frames)) if self.frames else None,
+        }
+
+
+def _atomic_write_text(path: str, text: str) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _write_shard(
+    path: str, slices: Iterable[DenseSlice], compression: str, bar
+) -> None:
+    tmp = os.path.join(
+        os.path.dirname(path), f".tmp-{os.getpid()}-{os.path.basename(path)}"
+    )
+    try:
+        with tf.io.TFRecordWriter(tmp, options=compression or None) as w:
+            for s in slices:
+                w.write(features.slice_to_example(s).SerializeToString())
+                bar.update(1)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def write_records(
+    slices: Sequence[DenseSlice],
+    rejects: Sequence[Reject],
+    options: RecordsOptions,
+    source_summary: Sequence[dict] = (),
+) -> dict:
+    """Splits by subject, writes the shards and the manifest; returns it."""
+    os.makedirs(options.output_dir, exist_ok=True)
+    manifest_path = os.path.join(options.output_dir, MANIFEST)
+    if os.path.exists(manifest_path):
+        os.remove(manifest_path)  # until the new one lands, the dir is incomplete
+
+    by_split: dict[str, list[DenseSlice]] = {k: [] for k in SPLITS}
+    for s in slices:
+        split = assign_split(s.subject_id, options.split, options.seed)
+        if options.pseudonymize_salt:
+            s = dataclasses.replace(
+                s, subject_id=pseudonymize(s.subject_id, options.pseudonymize_salt)
+            )
+        by_split[split].append(s)
+
+    stats = _Stats()
+    for s in by_split["train"]:
+        stats.add(s)
+
+    written: set[str] = set()
+    splits_info: dict[str, dict] = {}
+    bar = tqdm.tqdm(
+        total=len(slices), desc="writing", unit="slice", disable=not options.progress
+    )
+    with bar:
+        for split in SPLITS:
+            items = sorted(by_split[split], key=lambda s: s.key)
+            if options.num_shards:
+                count = options.num_shards
+            else:
+                count = max(1, math.ceil(len(items) / 256))
+            count = max(1, min(count, len(items))) if items else 0
+            shards = []
+            for i in range(count):
+                name = shard_name(split, i, count, options.compression)
+                _write_shard(
+                    os.path.join(options.output_dir, name),
+                    items[i::count],
+                    options.compression,
+                    bar,
+                )
+                shards.append(name)
+                written.add(name)
+            subjects = sorted({s.subject_id for s in items})
+            splits_info[split] = {
+                "num_slices": len(items),
+                "num_subjects": len(subjects),
+                "num_labelled": sum(s.tos_ms is not None for s in items),
+                "num_with_scar": sum(s.scar_fraction is not None for s in items),
+                "subjects": subjects,
+                "shards": shards,
+            }
+
+    # Shards of an earlier run with another shard count would confuse readers.
+    for path in glob.glob(os.path.join(options.output_dir, "*.tfrecord*")):
+        name = os.path.basename(path)
+        if _SHARD_RE.match(name) and name not in written:
+            os.remove(path)
+
+    manifest = {
+        "schema_version": features.SCHEMA_VERSION,
+        "lma_tf_version": __version__,
+        "feature_keys": sorted(features.FEATURE_SPEC),
+        "compression": options.compression,
+        "split_fractions": list(options.split),
+        "seed": options.seed,
+        "pseudonymized": bool(options.pseudonymize_salt),
+        "num_slices": len(slices),
+        "num_rejects": len(rejects),
+        "splits": splits_info,
+        "normalization": stats.to_dict(),
+        "sources": list(source_summary),
+        "rejects": [r.to_dict() for r in rejects],
+    }
+    _atomic_write_text(manifest_path, json.dumps(manifest, indent=2, sort_keys=True))
+    return manifest
+
+
+def make_records(inputs: Sequence[str], options: RecordsOptions) -> dict:
+    """End to end: read, validate, split, write. Returns the manifest.
+
+    Raises:
+      RecordsError: in strict mode on any reject, or when no slice is valid.
+    """
+
+    def report(r: Reject) -> None:
+        tqdm.tqdm.write(r.line(), file=sys.stderr)
+
+    slices, rejects, summary = collect_slices(
+        inputs, options.allow_pickle, options.progress, report
+    )
+    if options.strict and rejects:
+        raise RecordsError(
+            f"--strict: {len(rejects)} slice(s) rejected, first: {rejects[0].line()}"
+        )
+    if not slices:
+        raise RecordsError(
+            f"no valid slice found in {list(inputs)} "
+            f"({len(rejects)} rejected; see the REJECT lines above)"
+        )
+    return write_records(slices, rejects, options, summary)
+
+
+def load_manifest(records_dir: str) -> dict:
+    """Reads `records_dir/manifest.json`, refusing incomplete or foreign dirs."""
+    path = os.path.join(records_dir, MANIFEST)
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"{path} not found: not a records directory, or its writing was "
+            "interrupted (rerun tools/make_records.py)"
+        )
+    with open(path, encoding="utf-8") as f:
+        manifest = json.load(f)
+    if manifest.get("schema_version") != features.SCHEMA_VERSION:
+        raise ValueError(
+            f"{path}: schema_version {manifest.get('schema_version')} != "
+            f"{features.SCHEMA_VERSION} expected by this lma_tf"
+        )
+    return manifest

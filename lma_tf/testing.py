@@ -1,0 +1,74 @@
+"""Tiny on-the-fly fixtures for tests (numpy only, no synthetic physiology)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from lma_tf import constants
+from lma_tf.slices import DenseSlice
+
+
+def random_slice(
+    rng: np.random.Generator,
+    subject_id: str,
+    slice_id: str,
+    num_frames: int = 30,
+    with_labels: bool = True,
+) -> DenseSlice:
+    """A valid slice with random strain, TOS on the frame grid and some scar."""
+    n = constants.NUM_SECTORS
+    strain = rng.normal(0.0, 0.05, size=(n, num_frames)).astype(np.float32)
+    tos = scar = None
+    if with_labels:
+        frames = rng.integers(1, num_frames // 2, size=n)
+        tos = (frames * constants.DEFAULT_FRAME_PERIOD_MS).astype(np.float32)
+        scar = np.zeros(n, np.float32)
+        start = int(rng.integers(0, n))
+        scar[(start + np.arange(15)) % n] = 0.8
+    return DenseSlice(
+        subject_id=subject_id,
+        slice_id=slice_id,
+        strain_matrix=strain,
+        tos_ms=tos,
+        scar_fraction=scar,
+        slice_location=float(rng.uniform(-30, 30)),
+    )
+
+
+def write_npz(path: str, s: DenseSlice, **overrides) -> str:
+    """Writes a slice in the data contract's .npz form (keys may be overridden)."""
+    arrays = {
+        "subject_id": np.array(s.subject_id),
+        "slice_id": np.array(s.slice_id),
+        "strain_matrix": s.strain_matrix,
+        "frame_period_ms": np.array(s.frame_period_ms),
+    }
+    if s.tos_ms is not None:
+        arrays["tos_ms"] = s.tos_ms
+    if s.scar_fraction is not None:
+        arrays["scar_fraction"] = s.scar_fraction
+    if s.slice_location is not None:
+        arrays["slice_location"] = np.array(s.slice_location)
+    arrays.update(overrides)
+    arrays = {k: v for k, v in arrays.items() if v is not None}
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    np.savez(path, **arrays)
+    return path
+
+
+def write_cohort_npz(
+    root: str, num_subjects: int, slices_per_subject: int = 3, seed: int = 0
+) -> list[DenseSlice]:
+    """Writes `num_subjects` x `slices_per_subject` random slices as .npz files."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(num_subjects):
+        for j in range(slices_per_subject):
+            s = random_slice(
+                rng, f"P{i:03d}", f"P{i:03d}_{j}", int(rng.integers(20, 60))
+            )
+            write_npz(os.path.join(root, s.subject_id, f"{s.slice_id}.npz"), s)
+            out.append(s)
+    return out

@@ -1,0 +1,28 @@
+"""Package lma_tf. TensorFlow comes through extras: `cpu` or `gpu`."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="lma_tf",
+    version="0.1.0",
+    description="Late mechanical activation detection from cine DENSE MRI strain",
+    packages=find_packages(include=["lma_tf", "lma_tf.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "keras>=3.3",
+        "absl-py>=2.0",
+        "ml-collections>=0.1.1",
+        "numpy>=1.26",
+        "scipy>=1.11",
+        "h5py>=3.9",
+        "matplotlib>=3.8",
+        "tqdm>=4.66",
+        "tf-keras-vis>=0.8.7",
+    ],
+    extras_require={
+        "cpu": ["tensorflow-cpu>=2.16,<2.22"],
+        "gpu": ["tensorflow[and-cuda]>=2.16,<2.22"],
+        "test": ["pytest>=8", "ruff>=0.6"],
+        "onnx": ["tf2onnx>=1.16", "onnxruntime>=1.17", "onnx>=1.15"],
+    },
+)

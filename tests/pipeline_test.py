@@ -1,0 +1,188 @@
+"""tf.data pipeline: element spec, preprocessing, augmentation, sharding."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from lma_tf import config as lma_config
+from lma_tf import pipeline, preprocess, records, testing
+from lma_tf.slices import lma_labels
+
+
+@pytest.fixture(scope="module")
+def records_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipe")
+    originals = testing.write_cohort_npz(str(root / "in"), 16, 3, seed=7)
+    records.make_records(
+        [str(root / "in")],
+        records.RecordsOptions(
+            output_dir=str(root / "rec"), num_shards=4, progress=False
+        ),
+    )
+    return str(root / "rec"), {s.key: s for s in originals}
+
+
+def _config(rec_dir, **data):
+    c = lma_config.base_config()
+    c.data.records_dir = rec_dir
+    c.train.batch_size = 8
+    for k, v in data.items():
+        c.data[k] = v
+    return c
+
+
+def test_element_spec(records_dir):
+    ds = pipeline.make_dataset(_config(records_dir[0]), "train")
+    feats, labels, weights = ds.element_spec
+    assert feats["strain"].shape.as_list() == [8, 128, 64]
+    assert feats["sector_mask"].shape.as_list() == [8, 128]
+    for d in (labels, weights):
+        assert set(d) == {"tos", "lma"}
+        assert d["tos"].shape.as_list() == [8, 128] and d["tos"].dtype == tf.float32
+    val = pipeline.make_dataset(_config(records_dir[0]), "val")
+    assert val.element_spec[0]["strain"].shape.as_list() == [None, 128, 64]
+
+
+def test_eval_elements_match_the_source_slices(records_dir):
+    rec_dir, originals = records_dir
+    c = _config(rec_dir, num_frames=48, drop_last_frames=5)
+    seen = 0
+    for split in ("train", "val", "test"):
+        ds = pipeline.make_dataset(c, split, training=False, include_metadata=True)
+        for feats, labels, weights in ds:
+            for i in range(feats["strain"].shape[0]):
+                key = (
+                    feats["subject_id"][i].numpy().decode(),
+                    feats["slice_id"][i].numpy().decode(),
+                )
+                o = originals[key]
+                keep = max(o.num_frames - 5, 16)
+                want = np.zeros((126, 48), np.float32)
+                n = min(keep, 48)
+                want[:, :n] = o.strain_matrix[:, :n]
+                got = feats["strain"][i].numpy()
+                np.testing.assert_array_equal(got[:126], want)
+                # Circular sector padding: sectors 126, 127 repeat 0, 1.
+                np.testing.assert_array_equal(got[126:], want[:2])
+                np.testing.assert_array_equal(labels["tos"][i, :126], o.tos_ms)
+                np.testing.assert_array_equal(
+                    labels["lma"][i, :126], lma_labels(o.tos_ms, o.scar_fraction)
+                )
+                w = weights["tos"][i].numpy()
+                assert w[:126].min() == 1.0 and w[126:].max() == 0.0
+                seen += 1
+    assert seen == len(originals)
+
+
+def test_circular_shift_keeps_strain_and_labels_aligned():
+    # Encode each sector's identity in strain, TOS, LMA and scar alike.
+    rng = np.random.default_rng(0)
+    for trial in range(5):
+        b, n, t = 6, 126, 10
+        code = rng.permutation(n).astype(np.float32)
+        strain = np.tile(code[None, :, None], (b, 1, t)) + rng.normal(size=(b, 1, t))
+        batch = {
+            "strain": tf.constant(strain, tf.float32),
+            "tos": tf.constant(np.tile(code, (b, 1)) * 2.0, tf.float32),
+            "lma": tf.constant(np.tile(code % 2, (b, 1)), tf.float32),
+            "scar": tf.constant(np.tile(code / n, (b, 1)), tf.float32),
+        }
+        out = pipeline.circular_shift(batch, seed=tf.constant([trial, 1]))
+        s = out["strain"].numpy() - (strain - np.tile(code[None, :, None], (b, 1, t)))
+        s0 = np.round(s[:, :, 0])
+        np.testing.assert_allclose(out["tos"].numpy(), 2.0 * s0, atol=1e-4)
+        np.testing.assert_allclose(out["lma"].numpy(), s0 % 2, atol=1e-4)
+        np.testing.assert_allclose(out["scar"].numpy(), s0 / n, atol=1e-4)
+        # It really is a roll of the ring, by a different amount per example.
+        shifts = [int(np.argmax(s0[i] == code[0])) for i in range(b)]
+        for i, k in enumerate(shifts):
+            np.testing.assert_allclose(s0[i], np.roll(code, k), atol=1e-4)
+        assert len(set(shifts)) > 1
+
+
+def test_training_pipeline_is_deterministic_for_a_seed(records_dir):
+    c = _config(records_dir[0], mixup_alpha=0.4, noise_std=0.01)
+
+    def first_batches():
+        tf.random.set_seed(11)
+        ds = pipeline.make_dataset(c, "train")
+        return [x[0]["strain"].numpy() for x in ds.take(3)]
+
+    a, b = first_batches(), first_batches()
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_mixup_mixes_inputs_and_targets_convexly():
+    b = 8
+    batch = {
+        "strain": tf.constant(
+            np.arange(b, dtype=np.float32)[:, None, None]
+            * np.ones((1, 4, 3), np.float32)
+        ),
+        "tos": tf.constant(
+            np.arange(b, dtype=np.float32)[:, None] * np.ones((1, 4), np.float32)
+        ),
+        "lma": tf.constant(
+            (np.arange(b) % 2).astype(np.float32)[:, None] * np.ones((1, 4), np.float32)
+        ),
+        "scar": tf.zeros([b, 4]),
+        "has_tos": tf.constant([1, 1, 1, 1, 1, 1, 1, 0], tf.float32),
+    }
+    tf.random.set_seed(3)
+    out = pipeline.mixup(batch, alpha=0.4)
+    lam_strain = out["strain"].numpy()[:, 0, 0]
+    # The same convex mix applies to strain and TOS (which equal here).
+    np.testing.assert_allclose(out["tos"].numpy()[:, 0], lam_strain, atol=1e-5)
+    lma = out["lma"].numpy()
+    assert lma.min() >= 0.0 and lma.max() <= 1.0
+    assert out["has_tos"].numpy().sum() <= 7
+
+
+def test_input_context_shards_are_disjoint_and_complete(records_dir):
+    c = _config(records_dir[0])
+    ids = []
+    for pid in range(2):
+        ctx = tf.distribute.InputContext(
+            num_input_pipelines=2, input_pipeline_id=pid, num_replicas_in_sync=2
+        )
+        ds = pipeline.make_dataset(
+            c, "train", ctx, training=False, include_metadata=True
+        )
+        assert ds.element_spec[0]["strain"].shape.as_list()[0] is None
+        ids.append([s.decode() for f, _, _ in ds for s in f["slice_id"].numpy()])
+        assert max(len(f["slice_id"]) for f, _, _ in ds) <= 4  # per-replica batch
+    assert not set(ids[0]) & set(ids[1])
+    assert len(ids[0]) + len(ids[1]) == pipeline.count_examples(c, "train")
+
+
+def test_resample_frames_to_the_17ms_grid():
+    strain = tf.constant(
+        np.linspace(0, 1, 20, dtype=np.float32)[None, :].repeat(126, 0)
+    )
+    same = preprocess.resample_frames(strain, 17.0, 17.0)
+    np.testing.assert_array_equal(same.numpy(), strain.numpy())
+    doubled = preprocess.resample_frames(strain, 34.0, 17.0).numpy()
+    assert doubled.shape == (126, 40)
+    np.testing.assert_allclose(
+        doubled[:, ::2][:, :19], strain.numpy()[:, :19], atol=1e-6
+    )
+    np.testing.assert_allclose(
+        doubled[0, 1], (strain[0, 0] + strain[0, 1]) / 2, atol=1e-6
+    )
+
+
+def test_fit_frames_and_pad_sectors():
+    x = tf.reshape(tf.range(126 * 70, dtype=tf.float32), [126, 70])
+    assert preprocess.fit_frames(x, 64).shape == (126, 64)
+    y = preprocess.fit_frames(x[:, :20], 64).numpy()
+    assert y.shape == (126, 64) and not y[:, 20:].any()
+    z = preprocess.pad_sectors(x, 130, axis=0).numpy()
+    np.testing.assert_array_equal(z[126:], x.numpy()[:4])
+    with pytest.raises(ValueError):
+        preprocess.pad_sectors(x, 100, axis=0)
+
+
+def test_missing_manifest_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="manifest.json"):
+        pipeline.make_dataset(_config(str(tmp_path)), "train")

@@ -1,0 +1,23 @@
+"""`make demo`: the main job end to end on the embedded synthetic cohort."""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags  # noqa: E402
+
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", "demo_out", "Where everything goes.")
+_NUM_SUBJECTS = flags.DEFINE_integer("num_subjects", 120, "Synthetic subjects.")
+_SEED = flags.DEFINE_integer("seed", 0, "Cohort and split seed.")
+
+
+def main(argv):
+    del argv
+    from lma_tf import demo
+
+    demo.run_demo(_OUTPUT_DIR.value, _NUM_SUBJECTS.value, _SEED.value)
+
+
+if __name__ == "__main__":
+    app.run(main)
