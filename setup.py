@@ -18,6 +18,7 @@ setup(
         "matplotlib>=3.8",
         "tqdm>=4.66",
         "tf-keras-vis>=0.8.7",
+        "tensorboard>=2.16",
     ],
     extras_require={
         "cpu": ["tensorflow-cpu>=2.16,<2.22"],

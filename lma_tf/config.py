@@ -50,6 +50,11 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.head_units = (64,)
     c.model.dropout = 0.1
     c.model.tos_bias_init_ms = -1.0  # < 0: use the train-split mean TOS
+    # Train-split statistics; 0 = fill in from the records' manifest at training
+    # time. Saved with the resolved config so serving normalises identically.
+    c.model.strain_mean = 0.0
+    c.model.strain_std = 0.0
+    c.model.tos_mean_ms = 0.0
 
     c.loss = ml_collections.ConfigDict()
     c.loss.weights = ml_collections.ConfigDict({"tos": 1.0, "lma": 10.0})
@@ -63,7 +68,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.weight_decay = 1e-5
     c.train.warmup_epochs = 2
     c.train.schedule = "cosine"  # cosine | constant
-    c.train.clipnorm = 5.0
+    c.train.clipnorm = 5.0  # per-replica global-norm clip; 0 = off
     c.train.early_stopping_patience = 15
     c.train.selection_metric = "val_loss"
     c.train.mixed_precision = False

@@ -81,13 +81,15 @@ def _conv_block(
     )(x)
     if pool_frames:
         x = layers.MaxPooling2D((1, 2), name=f"{name}_pool")(x)
-    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    # Synchronised: under tf.distribute every replica normalises with, and
+    # stores, the statistics of the global batch (identical moving stats).
+    x = layers.BatchNormalization(synchronized=True, name=f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
 def _normalise(strain, config: ml_collections.ConfigDict):
-    mean = float(config.model.get("strain_mean", 0.0))
-    std = float(config.model.get("strain_std", 1.0)) or 1.0
+    mean = float(config.model.strain_mean)
+    std = float(config.model.strain_std) or 1.0
     x = layers.Rescaling(1.0 / std, offset=-mean / std, name="normalise")(strain)
     return layers.Reshape(
         (config.data.num_sectors, config.data.num_frames, 1), name="add_channel"
@@ -115,7 +117,7 @@ def _head(trunk, context, config: ml_collections.ConfigDict, name: str):
 def _tos_output(x, config: ml_collections.ConfigDict):
     bias = float(config.model.tos_bias_init_ms)
     if bias < 0:
-        bias = float(config.model.get("tos_mean_ms", 40.0))
+        bias = float(config.model.tos_mean_ms) or 40.0
     # The bias starts at the mean TOS: from ~0 the shifted leaky ReLU sits in
     # its 0.01-slope region and the head barely learns (DESIGN.md).
     x = layers.Dense(
@@ -160,7 +162,7 @@ def build_isbi2021(config: ml_collections.ConfigDict) -> keras.Model:
     for i in range(3):
         x = layers.Conv2D(8, 3, padding="same", activation="relu", name=f"conv{i}")(x)
     x = layers.Flatten(name="flatten")(x)
-    bias = float(config.model.get("tos_mean_ms", 40.0))
+    bias = float(config.model.tos_mean_ms) or 40.0
     x = layers.Dense(
         d.num_sectors,
         bias_initializer=keras.initializers.Constant(bias),

@@ -229,7 +229,9 @@ def _set_matlab_struct(group: h5py.Group, field_names: Sequence[str]) -> None:
     group.attrs.create("MATLAB_fields", names, dtype=vlen)
 
 
-def _write_matlab_double(parent: h5py.Group, name: str, value: np.ndarray):
+def _write_matlab_double(
+    parent: h5py.Group, name: str, value: np.ndarray
+) -> h5py.Dataset:
     """A MATLAB double array: stored transposed (MATLAB is column-major)."""
     arr = np.atleast_2d(np.asarray(value, dtype=np.float64))
     dset = parent.create_dataset(name, data=np.ascontiguousarray(arr.T))

@@ -1,0 +1,12 @@
+"""Baseline: the ISBI 2021 network (3 convs of 8 channels, flatten, dense)."""
+
+from lma_tf import config as lma_config
+
+
+def get_config():
+    c = lma_config.base_config()
+    c.name = "isbi2021"
+    c.model.kind = "isbi2021"
+    c.loss.weights = {"tos": 1.0}
+    c.data.mixup_alpha = 0.0
+    return c
