@@ -12,7 +12,9 @@ import tensorflow as tf
 from lma_tf import constants
 
 
-def tos_loss(pred: tf.Tensor, true: tf.Tensor, weight: tf.Tensor, scale_ms: float) -> tf.Tensor:
+def tos_loss(
+    pred: tf.Tensor, true: tf.Tensor, weight: tf.Tensor, scale_ms: float
+) -> tf.Tensor:
     """(B,) masked MSE over sectors, in (ms / scale_ms)^2."""
     sq = tf.square((tf.cast(pred, tf.float32) - true) / scale_ms)
     return tf.reduce_sum(weight * sq, axis=-1) / constants.NUM_SECTORS
@@ -32,7 +34,10 @@ def per_example_loss(
     parts = {}
     if "tos" in outputs:
         parts["tos"] = tos_loss(
-            outputs["tos"], labels["tos"], weights["tos"], float(config.loss.tos_scale_ms)
+            outputs["tos"],
+            labels["tos"],
+            weights["tos"],
+            float(config.loss.tos_scale_ms),
         )
     if "lma" in outputs:
         parts["lma"] = lma_loss(outputs["lma"], labels["lma"], weights["lma"])

@@ -24,6 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from lma_tf import constants  # noqa: E402
 
@@ -212,6 +213,7 @@ def plot_training_curves(history: Mapping[str, Sequence[float]], path: str) -> s
             ax.plot(epochs, values, style, marker=".", label=label)
         ax.set_title(name)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize="small")
     return save_figure(fig, path)

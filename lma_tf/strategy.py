@@ -19,7 +19,9 @@ def split_cpu(num_devices: int) -> None:
     )
 
 
-def get_strategy(name: str, num_cpu_replicas: int = 0, tpu: str = "") -> tf.distribute.Strategy:
+def get_strategy(
+    name: str, num_cpu_replicas: int = 0, tpu: str = ""
+) -> tf.distribute.Strategy:
     """Returns the strategy called `name`.
 
     Args:
@@ -39,7 +41,7 @@ def get_strategy(name: str, num_cpu_replicas: int = 0, tpu: str = "") -> tf.dist
         if num_cpu_replicas:
             if len(cpus) < num_cpu_replicas:
                 raise ValueError(
-                    f"{num_cpu_replicas} CPU replicas asked for but {len(cpus)} logical "
+                    f"{num_cpu_replicas} CPU replicas asked for, {len(cpus)} logical "
                     "CPUs exist: call split_cpu() before TensorFlow initialises"
                 )
             cpus = cpus[:num_cpu_replicas]

@@ -68,7 +68,9 @@ def load_config(model_dir: str) -> ml_collections.ConfigDict:
     """The resolved config saved by `train` next to the checkpoints."""
     path = os.path.join(model_dir, CONFIG_JSON)
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} not found: {model_dir} is not a trained model dir")
+        raise FileNotFoundError(
+            f"{path} not found: {model_dir} is not a trained model dir"
+        )
     with open(path, encoding="utf-8") as f:
         return ml_collections.ConfigDict(json.load(f))
 
@@ -155,7 +157,7 @@ def train_classical(config: ml_collections.ConfigDict, model_dir: str) -> dict:
     strains, tos, frames = [], [], []
     for feats, labels, _ in ds:
         keep = feats["has_tos"].numpy() > 0
-        strains += list(feats["strain"].numpy()[keep, : 126])
+        strains += list(feats["strain"].numpy()[keep, :126])
         tos += list(labels["tos"].numpy()[keep, :126])
         frames += list(feats["num_frames"].numpy()[keep])
     params = classical.params_from_config(config)
@@ -203,7 +205,7 @@ def train(
     num_train = pipeline.count_examples(config, "train")
     if num_train < global_batch:
         raise TrainingError(
-            f"train split has {num_train} slices, fewer than one batch of {global_batch}"
+            f"train split has {num_train} slices, less than a batch of {global_batch}"
         )
     steps_per_epoch = int(config.train.steps_per_epoch)
     if steps_per_epoch <= 0:
@@ -251,7 +253,9 @@ def train(
         with tf.GradientTape() as tape:
             outputs = model(feats["strain"], training=True)
             per_example, _ = losses.per_example_loss(outputs, labels, weights, config)
-            loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
+            loss = tf.nn.compute_average_loss(
+                per_example, global_batch_size=global_batch
+            )
             scaled = optimizer.scale_loss(loss) if mixed else loss
         grads = tape.gradient(scaled, model.trainable_variables)
         if clipnorm > 0:
@@ -362,7 +366,11 @@ def train(
         shutil.rmtree(write_dir, ignore_errors=True)
     if chief:
         _plot_history(history, model_dir)
-    return {"history": history, "stopped": stopped, "weights_checksum": _checksum(model)}
+    return {
+        "history": history,
+        "stopped": stopped,
+        "weights_checksum": _checksum(model),
+    }
 
 
 def _load_history(model_dir: str) -> list[dict]:
@@ -377,7 +385,9 @@ def _checksum(model: keras.Model) -> float:
     """A number that differs when any weight differs (replica agreement tests)."""
     total = 0.0
     for i, w in enumerate(model.weights):
-        total += (i + 1) * float(np.sum(np.asarray(keras.ops.convert_to_numpy(w), np.float64)))
+        total += (i + 1) * float(
+            np.sum(np.asarray(keras.ops.convert_to_numpy(w), np.float64))
+        )
     return total
 
 
@@ -445,10 +455,15 @@ def define_flags() -> None:
     from ml_collections import config_flags
 
     config_flags.DEFINE_config_file(
-        "config", "experiments/multitask.py", "Experiment config file.", lock_config=False
+        "config",
+        "experiments/multitask.py",
+        "Experiment config file.",
+        lock_config=False,
     )
     flags.DEFINE_string("records_dir", "", "Records directory (overrides the config).")
-    flags.DEFINE_string("model_dir", None, "Where checkpoints and logs go.", required=True)
+    flags.DEFINE_string(
+        "model_dir", None, "Where checkpoints and logs go.", required=True
+    )
     flags.DEFINE_enum("strategy", "default", list(lma_strategy.STRATEGIES), "Strategy.")
     flags.DEFINE_integer(
         "num_cpu_replicas", 0, "mirrored without GPUs: split the CPU into N devices."

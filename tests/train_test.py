@@ -69,7 +69,9 @@ def test_every_experiment_config_loads_and_validates():
 
 @pytest.mark.parametrize("name", lma_config.EXPERIMENT_KINDS)
 def test_each_experiment_trains_a_few_steps(records_dir, tmp_path, name):
-    cfg = small(load_experiment(os.path.join(REPO, "experiments", f"{name}.py")), records_dir)
+    cfg = small(
+        load_experiment(os.path.join(REPO, "experiments", f"{name}.py")), records_dir
+    )
     result = train.train(cfg, str(tmp_path), progress=False)
     saved = train.load_config(str(tmp_path))
     assert saved.model.kind == name and saved.model.strain_std > 0
@@ -107,7 +109,9 @@ def test_selection_never_reads_the_test_split(records_dir, tmp_path, monkeypatch
         return real(config, split, *a, **kw)
 
     monkeypatch.setattr(pipeline, "make_dataset", spy)
-    train.train(small(lma_config.base_config(), records_dir), str(tmp_path), progress=False)
+    train.train(
+        small(lma_config.base_config(), records_dir), str(tmp_path), progress=False
+    )
     assert "val" in seen and "test" not in seen
 
 
@@ -142,7 +146,9 @@ def test_crash_then_rerun_resumes_from_the_backup(records_dir, tmp_path):
     assert [h["epoch"] for h in result["history"]] == [0, 1, 2]
 
 
-def test_nan_loss_stops_at_once_with_a_clear_message(records_dir, tmp_path, monkeypatch):
+def test_nan_loss_stops_at_once_with_a_clear_message(
+    records_dir, tmp_path, monkeypatch
+):
     real = losses.per_example_loss
 
     def poisoned(*a, **kw):
@@ -151,7 +157,9 @@ def test_nan_loss_stops_at_once_with_a_clear_message(records_dir, tmp_path, monk
 
     monkeypatch.setattr(losses, "per_example_loss", poisoned)
     with pytest.raises(train.TrainingError, match="loss became nan at epoch 0, step 0"):
-        train.train(small(lma_config.base_config(), records_dir), str(tmp_path), progress=False)
+        train.train(
+            small(lma_config.base_config(), records_dir), str(tmp_path), progress=False
+        )
 
 
 def _free_port() -> int:
@@ -167,7 +175,9 @@ def test_multi_worker_processes_end_with_identical_weights(records_dir, tmp_path
     for i in range(2):
         env = {
             **os.environ,
-            "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}),
+            "TF_CONFIG": json.dumps(
+                {"cluster": cluster, "task": {"type": "worker", "index": i}}
+            ),
             "TF_CPP_MIN_LOG_LEVEL": "2",
             "PYTHONPATH": REPO,
         }
@@ -186,10 +196,17 @@ def test_multi_worker_processes_end_with_identical_weights(records_dir, tmp_path
             "--config.model.head_units=(16,)",
         ]  # fmt: skip
         procs.append(
-            subprocess.Popen(args, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            subprocess.Popen(
+                args,
+                env=env,
+                cwd=REPO,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
         )
     outs = [p.communicate(timeout=300) for p in procs]
-    for p, (out, err) in zip(procs, outs):
+    for p, (_, err) in zip(procs, outs):
         assert p.returncode == 0, err[-3000:]
     sums = [
         float(line.split(":")[1]) for out, _ in outs for line in out.splitlines()
