@@ -8,6 +8,15 @@ def _basename_no_ext(path):
         name = name[:-len(".py")]
     return name
 
+def _test_name(path):
+    """tests/a_test.py -> a_test; tests/sub/b_test.py -> sub/b_test."""
+    name = path
+    if name.startswith("tests/"):
+        name = name[len("tests/"):]
+    if name.endswith(".py"):
+        name = name[:-len(".py")]
+    return name
+
 def pytest_test(name, src, deps = [], data = [], args = [], **kwargs):
     """A py_test that runs one pytest file through //bazel:pytest_main.py.
 
@@ -34,7 +43,9 @@ def pytest_test(name, src, deps = [], data = [], args = [], **kwargs):
     )
 
 def pytest_tests(srcs, deps = [], data = [], overrides = {}, **kwargs):
-    """One pytest_test per file, named after the file ("tests/a_test.py" -> "a_test").
+    """One pytest_test per file, named after the file.
+
+    "tests/a_test.py" becomes //:a_test, "tests/sub/b_test.py" //:sub/b_test.
 
     Args:
       srcs: test files, normally glob(["tests/*_test.py"]).
@@ -46,7 +57,7 @@ def pytest_tests(srcs, deps = [], data = [], overrides = {}, **kwargs):
     """
     names = {}
     for src in srcs:
-        name = _basename_no_ext(src)
+        name = _test_name(src)
         if name in names:
             fail("two test files map to target %r: %s and %s" % (name, names[name], src))
         names[name] = src

@@ -7,6 +7,7 @@ import tempfile
 import time
 
 import ml_collections
+import numpy as np
 import tensorflow as tf
 
 from lma_tf import config as lma_config
@@ -80,3 +81,167 @@ def bench_records(
         "cpu_count": os.cpu_count(),
         "tensorflow": tf.__version__,
     }
+
+
+def _timed_calls(fn, calls: int, warmup: int) -> list[float]:
+    """Wall seconds of each of `calls` calls of `fn`, after `warmup` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _serving_figures(run, prefix: str, x1, p1, xb, pb, calls: int, batches: int):
+    lat = np.asarray(_timed_calls(lambda: run(x1, p1), calls, 10)) * 1e3
+    per_batch = _timed_calls(lambda: run(xb, pb), batches, 1)
+    return {
+        f"{prefix}_latency_p50_ms": float(np.percentile(lat, 50)),
+        f"{prefix}_latency_p99_ms": float(np.percentile(lat, 99)),
+        f"{prefix}_batch_slices_per_s": len(xb) * batches / float(np.sum(per_batch)),
+    }
+
+
+def bench_serve(
+    num_frames: int = 40,
+    batch_size: int = 256,
+    latency_calls: int = 200,
+    batch_calls: int = 5,
+    seed: int = 0,
+) -> dict:
+    """Serving speed: SavedModel `serving_default` vs ONNX Runtime, one run.
+
+    Exports the multitask network of the default config (untrained: speed
+    does not depend on the weights) both ways, then times single-slice calls
+    (latency p50/p99, numpy in, numpy out, preprocessing included) and
+    `batch_size`-slice calls (throughput). ONNX Runtime figures are left out,
+    with the reason, when the `onnx` extra is not installed.
+    """
+    from lma_tf import export, predict
+    from lma_tf import model as lma_model
+
+    cfg = lma_config.base_config()
+    rng = np.random.default_rng(seed)
+    xb = rng.normal(0.0, 0.05, (batch_size, 126, num_frames)).astype(np.float32)
+    pb = np.full([batch_size], cfg.data.frame_period_ms, np.float32)
+    x1, p1 = xb[:1], pb[:1]
+    result: dict = {
+        "num_frames": num_frames,
+        "batch_size": batch_size,
+        "latency_calls": latency_calls,
+        "batch_calls": batch_calls,
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        keras_model = lma_model.build_model(cfg)
+        path = export.export_model(keras_model, cfg, tmp, version=1)
+        tf_model = predict.ServingModel(path)
+        result.update(
+            _serving_figures(
+                tf_model, "saved_model", x1, p1, xb, pb, latency_calls, batch_calls
+            )
+        )
+        try:
+            import onnxruntime as ort
+
+            onnx_dir = export.export_model(keras_model, cfg, tmp, fmt="onnx", version=2)
+        except (ImportError, export.ExportError) as e:
+            result["onnxruntime"] = f"not measured: {e}"
+        else:
+            session = ort.InferenceSession(
+                os.path.join(onnx_dir, export.ONNX_FILE),
+                providers=["CPUExecutionProvider"],
+            )
+
+            def run_onnx(x, p):
+                return session.run(
+                    None, {export.STRAIN_INPUT: x, export.PERIOD_INPUT: p}
+                )
+
+            result.update(
+                _serving_figures(
+                    run_onnx, "onnxruntime", x1, p1, xb, pb, latency_calls, batch_calls
+                )
+            )
+            result["onnxruntime"] = ort.__version__
+            result["ratio_onnx_to_saved_model_batch"] = (
+                result["onnxruntime_batch_slices_per_s"]
+                / result["saved_model_batch_slices_per_s"]
+            )
+    result["cpu_count"] = os.cpu_count()
+    result["tensorflow"] = tf.__version__
+    return result
+
+
+def bench_train(
+    num_subjects: int = 100, batch_sizes: tuple[int, ...] = (32, 128), steps: int = 30
+) -> dict:
+    """Training examples/s fed from the TFRecord pipeline vs in-memory tensors.
+
+    Same model, optimizer and train step (`train.build_train_step`); only the
+    source differs. A ratio near 1 means the input pipeline is never the
+    bottleneck.
+    """
+    import keras
+
+    from lma_tf import model as lma_model
+    from lma_tf import train
+
+    out: dict = {"cpu_count": os.cpu_count(), "tensorflow": tf.__version__}
+    with tempfile.TemporaryDirectory() as tmp:
+        cohort = synthetic.generate_cohort(num_subjects, 0)
+        synthetic_io.write_cohort(cohort, os.path.join(tmp, "in"), "npz")
+        rec = os.path.join(tmp, "rec")
+        records.make_records(
+            [os.path.join(tmp, "in")],
+            records.RecordsOptions(
+                output_dir=rec, split=(1.0, 0.0, 0.0), progress=False
+            ),
+        )
+        base = lma_config.base_config()
+        base.data.records_dir = rec
+        base = train.resolve_config(base)
+        files, comp = pipeline.shard_files(rec, "train")
+        tensors = next(
+            iter(
+                tf.data.TFRecordDataset(files, compression_type=comp)
+                .map(lambda x: pipeline.parse_and_fit(x, base.data))
+                .batch(100_000)
+            )
+        )
+        strategy = tf.distribute.get_strategy()
+        for batch in batch_sizes:
+            cfg = ml_collections.ConfigDict(base.to_dict())
+            cfg.train.batch_size = batch
+
+            def timed(make_ds, cfg=cfg, batch=batch) -> float:
+                keras.utils.set_random_seed(0)
+                net = lma_model.build_model(cfg)
+                opt = train.make_optimizer(cfg, steps)
+                step = train.build_train_step(strategy, net, opt, cfg, batch)
+                it = iter(strategy.distribute_datasets_from_function(make_ds))
+                for _ in range(3):  # warm-up: tracing, cache fill
+                    step(it)
+                start = time.perf_counter()
+                for _ in range(steps):
+                    float(step(it)["loss"])
+                return steps * batch / (time.perf_counter() - start)
+
+            shards = timed(
+                lambda ctx, c=cfg: pipeline.make_dataset(c, "train", ctx, repeat=True)
+            )
+            memory = timed(
+                lambda ctx, c=cfg, b=batch: pipeline.batch_examples(
+                    tf.data.Dataset.from_tensor_slices(tensors).cache(),
+                    c,
+                    b,
+                    training=True,
+                    repeat=True,
+                )
+            )
+            out[f"batch{batch}_from_shards_examples_per_s"] = shards
+            out[f"batch{batch}_in_memory_examples_per_s"] = memory
+            out[f"batch{batch}_ratio_shards_to_memory"] = shards / memory
+    return out

@@ -167,6 +167,49 @@ def train_classical(config: ml_collections.ConfigDict, model_dir: str) -> dict:
     return {"classical_params": params}
 
 
+def build_train_step(
+    strategy: tf.distribute.Strategy,
+    model: keras.Model,
+    optimizer,
+    config: ml_collections.ConfigDict,
+    global_batch: int,
+) -> Callable:
+    """A `tf.function` taking a distributed iterator; returns summed metrics.
+
+    Gradients are all-reduced by the Keras optimizer inside `strategy.run`;
+    clipping is applied per replica before that (clip-then-sum).
+    """
+    clipnorm = float(config.train.clipnorm)
+    mixed = bool(config.train.mixed_precision)
+
+    def step_fn(inputs):
+        feats, labels, weights = inputs
+        with tf.GradientTape() as tape:
+            outputs = model(feats["strain"], training=True)
+            per_example, _ = losses.per_example_loss(outputs, labels, weights, config)
+            loss = tf.nn.compute_average_loss(
+                per_example, global_batch_size=global_batch
+            )
+            scaled = optimizer.scale_loss(loss) if mixed else loss
+        grads = tape.gradient(scaled, model.trainable_variables)
+        if clipnorm > 0:
+            grads, _ = tf.clip_by_global_norm(grads, clipnorm)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        sums = _summaries(outputs, labels, weights)
+        sums["loss"] = tf.reduce_sum(per_example)
+        return sums
+
+    @tf.function
+    def train_step(iterator):
+        per_replica = strategy.run(step_fn, args=(next(iterator),))
+        return {
+            k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
+            for k, v in per_replica.items()
+        }
+
+    return train_step
+
+
 def train(
     config: ml_collections.ConfigDict,
     model_dir: str,
@@ -245,33 +288,7 @@ def train(
         lambda ctx: pipeline.make_dataset(config, "train", ctx, repeat=True)
     )
     val_ds = pipeline.make_dataset(config, "val", training=False)
-    clipnorm = float(config.train.clipnorm)
-    mixed = bool(config.train.mixed_precision)
-
-    def step_fn(inputs):
-        feats, labels, weights = inputs
-        with tf.GradientTape() as tape:
-            outputs = model(feats["strain"], training=True)
-            per_example, _ = losses.per_example_loss(outputs, labels, weights, config)
-            loss = tf.nn.compute_average_loss(
-                per_example, global_batch_size=global_batch
-            )
-            scaled = optimizer.scale_loss(loss) if mixed else loss
-        grads = tape.gradient(scaled, model.trainable_variables)
-        if clipnorm > 0:
-            grads, _ = tf.clip_by_global_norm(grads, clipnorm)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        sums = _summaries(outputs, labels, weights)
-        sums["loss"] = tf.reduce_sum(per_example)
-        return sums
-
-    @tf.function
-    def train_step(iterator):
-        per_replica = strategy.run(step_fn, args=(next(iterator),))
-        return {
-            k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
-            for k, v in per_replica.items()
-        }
+    train_step = build_train_step(strategy, model, optimizer, config, global_batch)
 
     @tf.function
     def eval_step(feats, labels, weights):
