@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 DEMO_DIR ?= demo_out
 DEMO_SUBJECTS ?= 120
 
-.PHONY: setup test lint format demo bench clean
+.PHONY: setup test lint format demo paper bench bazel-test clean
 
 setup: $(STAMP)
 
@@ -31,8 +31,17 @@ format: setup
 demo: setup
 	$(PY) tools/demo.py --output_dir=$(DEMO_DIR) --num_subjects=$(DEMO_SUBJECTS)
 
+# Section 5 of the model issue: the paper's comparison on one synthetic cohort.
+paper: setup
+	$(PY) tools/demo.py --output_dir=paper_out --num_subjects=150 --epochs=60 \
+	    --experiments=multitask,regression_only,isbi2021,classical
+
 bench: setup
 	$(PY) tools/benchmark.py records
+	$(PY) tools/benchmark.py train
+
+bazel-test: setup
+	bazel test //...
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache

@@ -2,6 +2,9 @@
 
 from setuptools import find_packages, setup
 
+# tf2onnx 1.17: the version checked with TF 2.21 / Keras 3 / protobuf 7.
+ONNX = ["tf2onnx>=1.17", "onnxruntime>=1.17", "onnx>=1.15"]
+
 setup(
     name="lma_tf",
     version="0.1.0",
@@ -23,7 +26,8 @@ setup(
     extras_require={
         "cpu": ["tensorflow-cpu>=2.16,<2.22"],
         "gpu": ["tensorflow[and-cuda]>=2.16,<2.22"],
-        "test": ["pytest>=8", "ruff>=0.6"],
-        "onnx": ["tf2onnx>=1.16", "onnxruntime>=1.17", "onnx>=1.15"],
+        # The ONNX packages are in `test` too, so the ONNX test runs in CI.
+        "test": ["pytest>=8", "ruff>=0.6", *ONNX],
+        "onnx": ONNX,
     },
 )

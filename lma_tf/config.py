@@ -111,3 +111,20 @@ def validate_config(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
                 f"data.num_frames={c.data.num_frames} not divisible by 2^{pools}"
             )
     return c
+
+
+def load_experiment(name_or_path: str) -> ml_collections.ConfigDict:
+    """`get_config()` of experiments/NAME.py (or of a config file path)."""
+    import importlib.util
+    import os
+
+    path = name_or_path
+    if not path.endswith(".py"):
+        repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        path = os.path.join(repo, "experiments", f"{name_or_path}.py")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"experiment config {path} not found")
+    spec = importlib.util.spec_from_file_location(f"experiment_{os.getpid()}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return validate_config(module.get_config())

@@ -279,14 +279,24 @@ def next_version(export_dir: str) -> int:
 
 
 def latest_version_dir(path: str) -> str:
-    """`path` itself if it is an export, else its highest numeric version dir."""
+    """`path` if it is a SavedModel, else its highest version holding one.
+
+    ONNX versions (no saved_model.pb) are skipped.
+    """
     if os.path.exists(os.path.join(path, "saved_model.pb")):
         return path
     if os.path.isdir(path):
-        versions = [int(n) for n in os.listdir(path) if _VERSION_RE.match(n)]
+        versions = [
+            int(n)
+            for n in os.listdir(path)
+            if _VERSION_RE.match(n)
+            and os.path.exists(os.path.join(path, n, "saved_model.pb"))
+        ]
         if versions:
             return os.path.join(path, str(max(versions)))
-    raise FileNotFoundError(f"{path} is neither a SavedModel nor a dir of versions")
+    raise FileNotFoundError(
+        f"{path} is neither a SavedModel nor a dir of SavedModel versions"
+    )
 
 
 def _export_info(

@@ -1,7 +1,6 @@
 """Training: every experiment, strategies, resume after a crash, NaN stop."""
 
 import glob
-import importlib.util
 import json
 import os
 import socket
@@ -18,13 +17,6 @@ from lma_tf import strategy as lma_strategy
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPERIMENTS = sorted(glob.glob(os.path.join(REPO, "experiments", "[a-z]*.py")))
-
-
-def load_experiment(path: str):
-    spec = importlib.util.spec_from_file_location("exp", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.get_config()
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +49,7 @@ def test_every_experiment_config_loads_and_validates():
     names = {os.path.basename(p)[:-3] for p in EXPERIMENTS}
     assert set(lma_config.EXPERIMENT_KINDS) <= names
     for path in EXPERIMENTS:
-        cfg = load_experiment(path)
+        cfg = lma_config.load_experiment(path)
         lma_config.validate_config(cfg)
         assert cfg.name == os.path.basename(path)[:-3] == cfg.model.kind
         assert set(cfg.loss.weights.keys()) <= {"tos", "lma"}
@@ -70,7 +62,8 @@ def test_every_experiment_config_loads_and_validates():
 @pytest.mark.parametrize("name", lma_config.EXPERIMENT_KINDS)
 def test_each_experiment_trains_a_few_steps(records_dir, tmp_path, name):
     cfg = small(
-        load_experiment(os.path.join(REPO, "experiments", f"{name}.py")), records_dir
+        lma_config.load_experiment(os.path.join(REPO, "experiments", f"{name}.py")),
+        records_dir,
     )
     result = train.train(cfg, str(tmp_path), progress=False)
     saved = train.load_config(str(tmp_path))

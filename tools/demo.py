@@ -10,14 +10,23 @@ from absl import app, flags  # noqa: E402
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", "demo_out", "Where everything goes.")
 _NUM_SUBJECTS = flags.DEFINE_integer("num_subjects", 120, "Synthetic subjects.")
 _SEED = flags.DEFINE_integer("seed", 0, "Cohort and split seed.")
-_EPOCHS = flags.DEFINE_integer("epochs", 20, "Training epochs of the multitask model.")
+_EXPERIMENTS = flags.DEFINE_list(
+    "experiments", ["multitask", "classical"], "experiments/NAME.py to train."
+)
+_EPOCHS = flags.DEFINE_integer("epochs", 40, "Training epochs of each experiment.")
 
 
 def main(argv):
     del argv
     from lma_tf import demo
 
-    demo.run_demo(_OUTPUT_DIR.value, _NUM_SUBJECTS.value, _SEED.value, _EPOCHS.value)
+    demo.run_demo(
+        _OUTPUT_DIR.value,
+        _NUM_SUBJECTS.value,
+        _SEED.value,
+        _EPOCHS.value,
+        tuple(_EXPERIMENTS.value),
+    )
 
 
 if __name__ == "__main__":
