@@ -92,7 +92,7 @@ def examples_signature() -> list[tf.TensorSpec]:
     return [tf.TensorSpec([None], tf.string, EXAMPLES_INPUT)]
 
 
-def _check_frames(num_frames: tf.Tensor) -> list[tf.Operation]:
+def _check_frames(num_frames: tf.Tensor) -> list:
     """In-graph checks of the data contract's frame range (clear serving errors)."""
     return [
         tf.debugging.assert_greater_equal(
@@ -108,7 +108,8 @@ def _check_frames(num_frames: tf.Tensor) -> list[tf.Operation]:
     ]
 
 
-def _check_periods(frame_period_ms: tf.Tensor) -> list[tf.Operation]:
+def _check_periods(frame_period_ms: tf.Tensor) -> list:
+    """In-graph checks that every frame period is a positive finite number."""
     return [
         tf.debugging.assert_positive(
             frame_period_ms, message="frame_period_ms must be positive"
@@ -166,7 +167,7 @@ def fit_strain_batch(
         strain = tf.identity(strain)
     # period[0] even for an empty batch (any value does then).
     first = tf.concat([period, [float(data.frame_period_ms)]], axis=0)[0]
-    uniform = tf.reduce_all(tf.abs(period - first) < 1e-3)
+    uniform = tf.reduce_all(tf.equal(period, first))
     return tf.cond(
         uniform,
         lambda: _fit_one(strain, first, data),
@@ -194,6 +195,7 @@ def fit_examples(
         return _fit_one(matrix, args[2], data)
 
     strain = tf.map_fn(one, (raw, num_frames, periods), fn_output_signature=spec)
+    strain = tf.debugging.assert_all_finite(strain, "strain has NaN or inf")
     return strain, num_frames
 
 

@@ -197,6 +197,8 @@ def predict(
         def report(r: Reject) -> None:
             tqdm.tqdm.write(r.line(), file=sys.stderr)
 
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
     model = ServingModel(saved_model)
     slices, rejects, _ = records.collect_slices(inputs, allow_pickle, progress, report)
     if not slices:

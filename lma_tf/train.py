@@ -241,8 +241,28 @@ def train(
     if config.model.kind == "classical":
         return train_classical(config, model_dir)
     _set_determinism(config)
+    previous_policy = keras.mixed_precision.global_policy()
     if config.train.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        return _train_loop(
+            config, model_dir, strategy, chief, write_dir, progress, fault_hook
+        )
+    finally:
+        # The policy is process-global: leave it as it was for the caller.
+        keras.mixed_precision.set_global_policy(previous_policy)
+
+
+def _train_loop(
+    config: ml_collections.ConfigDict,
+    model_dir: str,
+    strategy: tf.distribute.Strategy,
+    chief: bool,
+    write_dir: str,
+    progress: bool,
+    fault_hook: Callable[[int], None] | None,
+) -> dict:
+    """The body of `train` once the config, dirs and precision are set."""
 
     global_batch = int(config.train.batch_size)
     num_train = pipeline.count_examples(config, "train")

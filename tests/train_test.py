@@ -214,3 +214,12 @@ def test_strategy_helper_rejects_unknown_names():
     with pytest.raises(ValueError, match="unknown strategy"):
         lma_strategy.get_strategy("nccl")
     assert lma_strategy.is_chief(tf.distribute.get_strategy())
+
+
+def test_mixed_precision_trains_and_restores_the_policy(records_dir, tmp_path):
+    import keras
+
+    cfg = small(lma_config.base_config(), records_dir, mixed_precision=True, epochs=1)
+    result = train.train(cfg, str(tmp_path), progress=False)
+    assert np.isfinite(result["history"][-1]["loss"])
+    assert keras.mixed_precision.global_policy().name == "float32"
