@@ -33,11 +33,11 @@ corner-aligned, by tf-keras-vis), are min-max normalised per slice
 the score's units) and cropped to the 126 real sectors and the slice's real
 frames.
 
-G/{slice}_{method}.png (prefixed by the subject unless the slice id
-starts with it): strain, then one overlay per head and
-experiment; G/gradcam_{method}.npz: the cropped maps, keyed
-"{experiment}/{slice}/{head}"; G/targets_{method}.json: the explained
-sectors and predictions per experiment and slice.
+G/{slice}_{tag}.png (prefixed by the subject unless the slice id starts
+with it; tag = gradcam, gradcampp or scorecam): the strain, then one overlay
+per head and experiment; G/gradcam_{tag}.npz: the cropped maps, keyed
+"{experiment}/{slice}/{head}"; G/targets_{tag}.json: the explained sectors
+and predictions per experiment and slice.
 """
 
 from __future__ import annotations
@@ -65,6 +65,8 @@ TOS = "tos"
 LMA = "lma"
 HEADS = (TOS, LMA)
 METHODS = {"gradcam": Gradcam, "gradcam++": GradcamPlusPlus, "scorecam": Scorecam}
+# File-name tags of the methods ("+" is not safe everywhere).
+METHOD_TAGS = {"gradcam": "gradcam", "gradcam++": "gradcampp", "scorecam": "scorecam"}
 SCORE_SCALE = 100.0  # scores in units of 100 ms (TOS) / 100 logits (LMA)
 CHUNK = 16  # slices per tf-keras-vis call (Score-CAM runs channels x chunk)
 
@@ -192,6 +194,16 @@ class _ScoreTarget(keras.layers.Layer):
         return keras.ops.concatenate([x, keras.ops.zeros_like(x[:, :1])], axis=1)
 
 
+class _QuietModel(keras.Model):
+    """A functional model whose `predict` is silent by default.
+
+    Score-CAM calls `predict` once per chunk without `verbose`: no bars.
+    """
+
+    def predict(self, x, batch_size=None, verbose=0, **kwargs):
+        return super().predict(x, batch_size=batch_size, verbose=verbose, **kwargs)
+
+
 def explainable_model(model: keras.Model, head: str) -> keras.Model:
     """A weight-sharing copy of `model` for tf-keras-vis (see module docstring).
 
@@ -209,7 +221,7 @@ def explainable_model(model: keras.Model, head: str) -> keras.Model:
         if layer.weights:
             clone.get_layer(layer.name).set_weights(layer.get_weights())
     out = _ScoreTarget(head, SCORE_SCALE, name=f"{head}_score")(clone.output[head])
-    return keras.Model(inp, out, name=f"{model.name}_{head}_explained")
+    return _QuietModel(inp, out, name=f"{model.name}_{head}_explained")
 
 
 def _gradient_score(masks: tf.Tensor) -> Callable:
@@ -270,18 +282,12 @@ def compute_cams(
         kwargs["batch_size"] = 64
     else:
         score = _gradient_score(masks_t)
-    interactive = keras.utils.is_interactive_logging_enabled()
-    keras.utils.disable_interactive_logging()  # Score-CAM's predict() bars
-    try:
-        with warnings.catch_warnings():
-            # Score-CAM predicts on a one-element list of inputs: harmless.
-            warnings.filterwarnings(
-                "ignore", "The structure of `inputs`", category=UserWarning
-            )
-            cams = vis(score, seed, **kwargs)
-    finally:
-        if interactive:
-            keras.utils.enable_interactive_logging()
+    with warnings.catch_warnings():
+        # Score-CAM predicts on a one-element list of inputs: harmless.
+        warnings.filterwarnings(
+            "ignore", "The structure of `inputs`", category=UserWarning
+        )
+        cams = vis(score, seed, **kwargs)
     return normalise_maps(np.asarray(cams, dtype=np.float32).reshape(seed.shape[:-1]))
 
 
@@ -366,6 +372,8 @@ def load_slices(
     """
     wanted = list(slice_ids)
     found: dict[str, SliceInput] = {}
+    config = ml_collections.ConfigDict(config.to_dict())
+    config.data.cache = False  # we may stop early: nothing to cache
     ds = pipeline.make_dataset(config, split, training=False, include_metadata=True)
     for feats, labels, _ in ds:
         strain = feats["strain"].numpy()
@@ -532,13 +540,14 @@ def run_gradcam(
         per_experiment.append(explain(model, mine, method, name))
 
     os.makedirs(output_dir, exist_ok=True)
+    tag = METHOD_TAGS[method]
     figures = []
     for i, s in enumerate(slices):
         panels = [p for exps in per_experiment for p in _panels(exps[i])]
         stem = s.slice_id
         if not stem.startswith(s.subject_id):
             stem = f"{s.subject_id}_{stem}"
-        name = plots.safe_filename(f"{stem}_{method}")
+        name = plots.safe_filename(f"{stem}_{tag}")
         figures.append(
             plots.plot_gradcam(
                 s.strain[:N, : s.num_frames],
@@ -556,12 +565,12 @@ def run_gradcam(
         for e in exps
         for head, cam in e.cams.items()
     }
-    maps_path = _atomic_npz(os.path.join(output_dir, f"gradcam_{method}.npz"), maps)
+    maps_path = _atomic_npz(os.path.join(output_dir, f"gradcam_{tag}.npz"), maps)
     targets = {e.experiment: {} for exps in per_experiment for e in exps}
     for exps in per_experiment:
         for e in exps:
             targets[e.experiment][e.slice_id] = _target_record(e)
-    targets_path = os.path.join(output_dir, f"targets_{method}.json")
+    targets_path = os.path.join(output_dir, f"targets_{tag}.json")
     _atomic_json(targets_path, {"method": method, "split": split, "slices": targets})
     return {
         "figures": figures,

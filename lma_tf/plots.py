@@ -585,9 +585,7 @@ def aha_segment_values(
 
 
 def _cmap(name: str):
-    cmap = plt.get_cmap(name).copy()
-    cmap.set_bad(MISSING_COLOUR)
-    return cmap
+    return plt.get_cmap(name).with_extremes(bad=MISSING_COLOUR)
 
 
 def _draw_bullseye(
