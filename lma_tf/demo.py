@@ -2,7 +2,9 @@
 
 synthesize -> records -> train the experiments (multitask and the classical
 baseline by default; `make paper` trains the paper's comparison) -> evaluate
-on the test split -> comparison table and figures.
+on the test split (metrics, comparison table, strain/TOS figures) -> export a
+SavedModel -> predict the test subjects from their raw files -> 3-D
+activation maps, AHA bullseyes and Grad-CAM figures.
 """
 
 from __future__ import annotations
@@ -11,7 +13,18 @@ import json
 import os
 
 from lma_tf import config as lma_config
-from lma_tf import evaluate, metrics, records, synthetic, synthetic_io, train
+from lma_tf import (
+    evaluate,
+    export,
+    gradcam,
+    metrics,
+    plots,
+    predict,
+    records,
+    synthetic,
+    synthetic_io,
+    train,
+)
 
 
 def run_demo(
@@ -49,7 +62,34 @@ def run_demo(
     results = evaluate.compare(model_dirs, results_dir, split="test")
     print(f"[demo] test split, written to {results_dir}:")
     print(metrics.comparison_table(results))
+    # Serving path on the test subjects, as on new patients: SavedModel ->
+    # batch prediction from the raw files -> 3-D activation maps + bullseyes.
+    networks = [d for d, n in zip(model_dirs, experiments) if n != "classical"]
+    figures = {}
+    if networks:
+        export_dir = os.path.join(output_dir, "export")
+        version_dir = export.export(networks[0], export_dir)
+        test_subjects = manifest["splits"]["test"]["subjects"]
+        predictions = os.path.join(results_dir, "test_predictions.csv")
+        predict.predict(
+            version_dir,
+            [os.path.join(cohort_dir, subject) for subject in test_subjects],
+            predictions,
+        )
+        maps = plots.activation_maps_from_csv(
+            predictions, os.path.join(results_dir, "activation_maps")
+        )
+        cams = gradcam.run_gradcam(
+            networks[:2], os.path.join(results_dir, "gradcam"), num_slices=4
+        )
+        figures = {"activation_maps": maps, "gradcam": cams["figures"]}
+        print(f"[demo] SavedModel {version_dir}; predictions {predictions}")
+        print(
+            f"[demo] {len(maps)} activation maps/bullseyes and "
+            f"{len(cams['figures'])} Grad-CAM figures under {results_dir}"
+        )
     return {
+        "figures": figures,
         "cohort_dir": cohort_dir,
         "records_dir": records_dir,
         "splits": counts,

@@ -17,7 +17,7 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from lma_tf import classical, constants, metrics, pipeline, plots, train
+from lma_tf import classical, constants, metrics, pipeline, plots, preprocess, train
 
 N = constants.NUM_SECTORS
 
@@ -148,7 +148,7 @@ def _figures(p: dict, output_dir: str, num_figures: int) -> None:
     for i in scar_first[:num_figures]:
         subject = p["subject_id"][i].decode()
         slice_id = p["slice_id"][i].decode()
-        frames = int(min(p["num_frames"][i], p["strain"].shape[-1]))
+        frames = preprocess.real_frames(p["strain"][i], int(p["num_frames"][i]))
         plots.plot_strain_tos(
             p["strain"][i][:, :frames],
             true_tos=p["true_tos"][i],

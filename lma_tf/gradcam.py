@@ -58,7 +58,7 @@ from tf_keras_vis.gradcam import Gradcam
 from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
 from tf_keras_vis.scorecam import Scorecam
 
-from lma_tf import constants, metrics, pipeline, plots, train
+from lma_tf import constants, metrics, pipeline, plots, preprocess, train
 
 N = constants.NUM_SECTORS
 TOS = "tos"
@@ -338,20 +338,6 @@ class Explanation:
     cams: dict[str, np.ndarray]  # head -> (126, num_frames) in [0, 1]
 
 
-def real_frames(strain: np.ndarray, num_frames: int) -> int:
-    """Frames before the zero padding of a fitted (sectors, T) strain.
-
-    The pipeline resamples to the model's frame period, drops and pads, so
-    the raw `num_frames` is only an upper bound in other units; the padding
-    is exact zeros. Falls back to min(num_frames, T) for an all-zero matrix.
-    """
-    t = strain.shape[-1]
-    nonzero = np.flatnonzero(np.any(strain != 0, axis=0))
-    if nonzero.size:
-        return int(nonzero[-1] + 1)
-    return int(min(max(num_frames, 1), t))
-
-
 def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -387,7 +373,7 @@ def load_slices(
                 subject_id=_text(feats["subject_id"].numpy()[i]),
                 slice_id=sid,
                 strain=strain[i],
-                num_frames=real_frames(
+                num_frames=preprocess.real_frames(
                     strain[i, :N], int(feats["num_frames"].numpy()[i])
                 ),
                 true_tos=labels["tos"].numpy()[i, :N] if has_tos else None,

@@ -43,6 +43,10 @@ CSV_COLUMNS = (
     export.TOS_MS,
     export.LMA_PROBABILITY,
     export.COMBINED_TOS_MS,
+    # Known labels of the input, empty when it has none: the activation maps
+    # draw true TOS and outline scar from them.
+    "true_tos_ms",
+    "scar_fraction",
 )
 
 
@@ -129,6 +133,13 @@ def predict_slices(
     return results  # type: ignore[return-value]
 
 
+def _cells(values: np.ndarray | None, fmt: str) -> list[str]:
+    """Formatted per-sector values, or empty cells when the input lacks them."""
+    if values is None:
+        return [""] * constants.NUM_SECTORS
+    return [format(float(v), fmt) for v in values]
+
+
 def write_csv(predictions: Sequence[SlicePrediction], path: str) -> int:
     """Writes one row per slice and sector atomically; returns the row count."""
     folder = os.path.dirname(os.path.abspath(path))
@@ -142,6 +153,8 @@ def write_csv(predictions: Sequence[SlicePrediction], path: str) -> int:
             for p in predictions:
                 s = p.slice
                 loc = "" if s.slice_location is None else f"{s.slice_location:g}"
+                true_tos = _cells(s.tos_ms, ".4f")
+                scar = _cells(s.scar_fraction, ".4f")
                 for k in range(constants.NUM_SECTORS):
                     w.writerow(
                         (
@@ -152,6 +165,8 @@ def write_csv(predictions: Sequence[SlicePrediction], path: str) -> int:
                             f"{p.tos_ms[k]:.4f}",
                             f"{p.lma_probability[k]:.6f}",
                             f"{p.combined_tos_ms[k]:.4f}",
+                            true_tos[k],
+                            scar[k],
                         )
                     )
                     rows += 1

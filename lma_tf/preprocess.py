@@ -6,6 +6,7 @@ SavedModel calls the very functions `pipeline.py` maps over the records.
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 from lma_tf import constants
@@ -92,3 +93,17 @@ def sector_mask(num_sectors: int) -> tf.Tensor:
 def unpad_sectors(x: tf.Tensor, axis: int = -1) -> tf.Tensor:
     """Keeps the first 126 sectors along `axis` (inverse of `pad_sectors`)."""
     return tf.gather(x, tf.range(constants.NUM_SECTORS), axis=axis)
+
+
+def real_frames(strain: np.ndarray, num_frames: int) -> int:
+    """Frames before the zero padding of a fitted (sectors, T) strain.
+
+    The pipeline resamples to the model's frame period, drops and pads, so
+    the raw `num_frames` is only an upper bound in other units; the padding
+    is exact zeros. Falls back to min(num_frames, T) for an all-zero matrix.
+    """
+    t = strain.shape[-1]
+    nonzero = np.flatnonzero(np.any(strain != 0, axis=0))
+    if nonzero.size:
+        return int(nonzero[-1] + 1)
+    return int(min(max(num_frames, 1), t))

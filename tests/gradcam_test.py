@@ -27,7 +27,16 @@ import pytest
 import tensorflow as tf
 
 from lma_tf import config as lma_config
-from lma_tf import gradcam, model, plots, records, synthetic, synthetic_io, train
+from lma_tf import (
+    gradcam,
+    model,
+    plots,
+    preprocess,
+    records,
+    synthetic,
+    synthetic_io,
+    train,
+)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N = 126
@@ -231,8 +240,8 @@ def test_real_frames_ignores_the_zero_padding():
     strain = np.zeros((N, 64), np.float32)
     strain[:, :37] = -0.1
     strain[5, 36] = 0.0  # a zero inside the real frames is not padding
-    assert gradcam.real_frames(strain, 40) == 37
-    assert gradcam.real_frames(np.zeros((N, 64)), 40) == 40
+    assert preprocess.real_frames(strain, 40) == 37
+    assert preprocess.real_frames(np.zeros((N, 64)), 40) == 40
 
 
 def test_compare_command_writes_side_by_side_figures(trained, tmp_path):
