@@ -19,6 +19,13 @@ EXPERIMENT_KINDS = (
     "classical",
 )
 
+# Validation metrics a run may select its best checkpoint on, and direction.
+SELECTION_METRICS = {
+    "val_loss": "min",
+    "val_tos_mae_ms": "min",
+    "val_lma_accuracy": "max",
+}
+
 
 def base_config() -> ml_collections.ConfigDict:
     """Defaults shared by all experiments (the paper's multitask setting)."""
@@ -32,7 +39,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.drop_last_frames = 0  # the authors drop 5; kept as an option
     c.data.frame_period_ms = constants.DEFAULT_FRAME_PERIOD_MS
     c.data.num_sectors = 128  # 126 padded circularly, masked
-    c.data.cache = True
+    c.data.cache = True  # cache parsed examples in memory when they fit:
+    c.data.cache_max_mb = 4096  # estimated from the manifest's slice count
     c.data.shuffle_buffer = 2048
     c.data.cycle_length = 4
     c.data.deterministic = True
@@ -100,6 +108,18 @@ def validate_config(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         raise ValueError("train.batch_size and train.epochs must be positive")
     if c.train.learning_rate <= 0:
         raise ValueError("train.learning_rate must be positive")
+    if c.train.selection_metric not in SELECTION_METRICS:
+        raise ValueError(
+            f"train.selection_metric={c.train.selection_metric!r} not in "
+            f"{sorted(SELECTION_METRICS)}"
+        )
+    if c.model.kind == "classification_only" and "tos" in c.train.selection_metric:
+        raise ValueError("classification_only has no TOS to select on")
+    if (
+        c.model.kind in ("regression_only", "isbi2021")
+        and "lma" in c.train.selection_metric
+    ):
+        raise ValueError(f"{c.model.kind} has no LMA head to select on")
     if set(c.loss.weights.keys()) - {"tos", "lma"}:
         raise ValueError(f"loss.weights keys must be tos/lma, got {c.loss.weights}")
     if c.model.kind != "classical" and c.model.kind != "isbi2021":

@@ -60,7 +60,13 @@ def predict_split(
             else:  # regression only: late = TOS above the floor
                 prob = metrics.lma_from_tos(tos).astype(np.float64)
         else:
-            frames = np.minimum(batch["num_frames"], strain.shape[-1])
+            # Frames before the zero padding, in the pipeline's 17 ms grid.
+            frames = np.array(
+                [
+                    preprocess.real_frames(x[:N], n)
+                    for x, n in zip(strain, batch["num_frames"])
+                ]
+            )
             tos = classical.detect_batch(strain[:, :N], frames, **params)
             prob = classical.lma_from_tos(tos).astype(np.float64)
         batch["pred_tos"] = tos
@@ -167,7 +173,9 @@ def compare(
     results = {}
     for model_dir in model_dirs:
         name = train.load_config(model_dir).name
-        sub = os.path.join(output_dir, name)
+        if name in results:  # two runs of one experiment: tell them apart
+            name = f"{name} ({os.path.basename(os.path.normpath(model_dir))})"
+        sub = os.path.join(output_dir, plots.safe_filename(name))
         results[name] = evaluate(model_dir, sub, records_dir, split)
     table = metrics.comparison_table(results)
     os.makedirs(output_dir, exist_ok=True)

@@ -138,6 +138,8 @@ def make_dataset(
     repeat: bool = False,
     include_metadata: bool = False,
     batch_size: int | None = None,
+    epoch: int = 0,
+    skip_batches: int = 0,
 ) -> tf.data.Dataset:
     """Builds the dataset of one split.
 
@@ -152,11 +154,15 @@ def make_dataset(
       include_metadata: add ids, scar and frame counts to the features (for
         evaluation; strings stay on the host).
       batch_size: global batch size; defaults to `config.train.batch_size`.
+      epoch: mixed into every seed (file order, shuffle, augmentation), so
+        each epoch differs yet is reproducible on its own.
+      skip_batches: batches of this pipeline to drop first (resuming an
+        epoch at the step of its backup).
     """
     data = config.data
     training = split == "train" if training is None else training
     global_batch = batch_size or config.train.batch_size
-    seed = int(config.seed)
+    seed = epoch_seed(config, epoch)
     files, compression = shard_files(data.records_dir, split)
 
     batch = global_batch
@@ -183,15 +189,39 @@ def make_dataset(
         lambda f: tf.data.TFRecordDataset(f, compression_type=compression),
         cycle_length=max(1, min(int(data.cycle_length), len(files))),
         num_parallel_calls=AUTOTUNE,
-        deterministic=bool(data.deterministic),
+        # Sharding by record needs the same order in every pipeline, or the
+        # pipelines' shards would overlap and miss records.
+        deterministic=bool(data.deterministic) or num_pipelines > 1,
     )
     if num_pipelines > 1 and not shard_by_file:
         ds = ds.shard(num_pipelines, pipeline_id)
     ds = ds.map(lambda x: parse_and_fit(x, data), num_parallel_calls=AUTOTUNE)
-    if data.cache:
+    if data.cache and cache_fits(config, split):
         ds = ds.cache()
-    ds = batch_examples(ds, config, batch, training, repeat, include_metadata)
+    ds = batch_examples(
+        ds,
+        config,
+        batch,
+        training,
+        repeat,
+        include_metadata,
+        seed=seed * 1009 + pipeline_id,
+        skip_batches=skip_batches,
+    )
     return ds.with_options(options)
+
+
+def epoch_seed(config: ml_collections.ConfigDict, epoch: int) -> int:
+    """The seed of one epoch's file order, shuffle and augmentation."""
+    return int(config.seed) * 100_003 + int(epoch)
+
+
+def cache_fits(config: ml_collections.ConfigDict, split: str) -> bool:
+    """Whether the parsed split fits `data.cache_max_mb` (an estimate)."""
+    data = config.data
+    per_example = constants.NUM_SECTORS * (data.num_frames + 4) * 4 + 256
+    size_mb = count_examples(config, split) * per_example / 2**20
+    return size_mb <= float(data.cache_max_mb)
 
 
 def batch_examples(
@@ -201,6 +231,8 @@ def batch_examples(
     training: bool,
     repeat: bool = False,
     include_metadata: bool = False,
+    seed: int | None = None,
+    skip_batches: int = 0,
 ) -> tf.data.Dataset:
     """Parsed examples -> shuffled, batched, augmented model inputs.
 
@@ -208,24 +240,26 @@ def batch_examples(
     in-memory sources (the benchmark compares the two on the same data).
     """
     data = config.data
+    seed = int(config.seed) if seed is None else int(seed)
     if training:
         ds = ds.shuffle(
-            int(data.shuffle_buffer),
-            seed=int(config.seed),
-            reshuffle_each_iteration=True,
+            int(data.shuffle_buffer), seed=seed, reshuffle_each_iteration=True
         )
     if repeat:
         ds = ds.repeat()
     ds = ds.batch(batch_size, drop_remainder=training, num_parallel_calls=AUTOTUNE)
     if training:
-        # One seed per batch from a seeded stream that differs every epoch:
-        # augmentation is reproducible for a config seed yet never repeats.
+        # One seed per batch from a seeded stream (per epoch and pipeline):
+        # augmentation is reproducible yet differs between replicas.
         seeds = tf.data.Dataset.random(
-            seed=int(config.seed), rerandomize_each_iteration=True
+            seed=seed, rerandomize_each_iteration=True
         ).batch(2)
-        ds = tf.data.Dataset.zip(ds, seeds).map(
-            lambda b, s: _augment(b, s, data), num_parallel_calls=AUTOTUNE
-        )
+        ds = tf.data.Dataset.zip(ds, seeds)
+        if skip_batches:
+            ds = ds.skip(skip_batches)
+        ds = ds.map(lambda b, s: _augment(b, s, data), num_parallel_calls=AUTOTUNE)
+    elif skip_batches:
+        ds = ds.skip(skip_batches)
     ds = ds.map(
         lambda b: to_model_inputs(b, data, include_metadata),
         num_parallel_calls=AUTOTUNE,
@@ -245,7 +279,9 @@ def _augment(batch: dict, seed: tf.Tensor, data: ml_collections.ConfigDict) -> d
         noise = tf.random.stateless_normal(
             tf.shape(batch["strain"]), seeds[2], stddev=data.noise_std
         )
-        batch["strain"] = batch["strain"] + noise
+        # Zero-padded frames stay exactly zero, as serving will see them.
+        real = tf.reduce_any(tf.not_equal(batch["strain"], 0.0), axis=1, keepdims=True)
+        batch["strain"] = batch["strain"] + noise * tf.cast(real, noise.dtype)
     return batch
 
 

@@ -229,13 +229,21 @@ def write_records(
     manifest_path = os.path.join(options.output_dir, MANIFEST)
     if os.path.exists(manifest_path):
         os.remove(manifest_path)  # until the new one lands, the dir is incomplete
+    # Temporary shards of an earlier, killed run.
+    for tmp in glob.glob(os.path.join(options.output_dir, ".tmp-*")):
+        os.remove(tmp)
 
     by_split: dict[str, list[DenseSlice]] = {k: [] for k in SPLITS}
     for s in slices:
         split = assign_split(s.subject_id, options.split, options.seed)
         if options.pseudonymize_salt:
+            salt = options.pseudonymize_salt
+            # Slice ids and file names often embed the patient id too.
             s = dataclasses.replace(
-                s, subject_id=pseudonymize(s.subject_id, options.pseudonymize_salt)
+                s,
+                subject_id=pseudonymize(s.subject_id, salt),
+                slice_id=pseudonymize(f"{s.subject_id}\x1f{s.slice_id}", salt),
+                source="",
             )
         by_split[split].append(s)
 
@@ -295,11 +303,34 @@ def write_records(
         "num_rejects": len(rejects),
         "splits": splits_info,
         "normalization": stats.to_dict(),
-        "sources": list(source_summary),
-        "rejects": [r.to_dict() for r in rejects],
+        "sources": [_redact_source(x, options) for x in source_summary],
+        "rejects": [_redact_reject(r, options) for r in rejects],
     }
     _atomic_write_text(manifest_path, json.dumps(manifest, indent=2, sort_keys=True))
     return manifest
+
+
+def _redact_source(summary: dict, options: RecordsOptions) -> dict:
+    if not options.pseudonymize_salt:
+        return dict(summary)
+    return {**summary, "path": pseudonymize(summary["path"], options.pseudonymize_salt)}
+
+
+def _redact_reject(r: Reject, options: RecordsOptions) -> dict:
+    """A reject for the manifest; pseudonymised manifests keep no names.
+
+    The full line (file, slice, reason) still goes to stderr on the machine
+    that ran the conversion.
+    """
+    if not options.pseudonymize_salt:
+        return r.to_dict()
+    salt = options.pseudonymize_salt
+    reason = re.sub(r"'[^']*'|\S*[/\\]\S*", "<redacted>", r.reason)
+    return {
+        "file": pseudonymize(r.file, salt),
+        "slice_id": pseudonymize(r.slice_id, salt) if r.slice_id else "",
+        "reason": reason,
+    }
 
 
 def make_records(inputs: Sequence[str], options: RecordsOptions) -> dict:

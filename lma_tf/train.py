@@ -151,6 +151,31 @@ def _write_dir(model_dir: str, strategy: tf.distribute.Strategy) -> str:
     return os.path.join(model_dir, ".workers", f"worker_{task_id}")
 
 
+def _check_resumable(config: ml_collections.ConfigDict, model_dir: str) -> None:
+    """Refuses to resume a backup made with other data or another model.
+
+    Old weights with new normalisation statistics (say, records rebuilt from
+    another cohort) would train silently on skewed inputs.
+    """
+    backup = tf.train.latest_checkpoint(os.path.join(model_dir, BACKUP_DIR))
+    if backup is None or not os.path.exists(os.path.join(model_dir, CONFIG_JSON)):
+        return
+    saved = load_config(model_dir).to_dict()
+    new = json.loads(json.dumps(config.to_dict(), default=_json_default))
+    differ = [
+        f"{part}.{k}"
+        for part in ("data", "model", "loss")
+        for k in sorted(set(saved[part]) | set(new[part]))
+        if saved[part].get(k) != new[part].get(k)
+    ]
+    if differ:
+        raise TrainingError(
+            f"{model_dir} holds a backup of a run with another config "
+            f"({', '.join(differ)}); resume with the same config and records, "
+            "or train into a new --model_dir"
+        )
+
+
 def train_classical(config: ml_collections.ConfigDict, model_dir: str) -> dict:
     """The non-learned baseline: only its threshold is chosen, on the val split."""
     ds = pipeline.make_dataset(config, "val", training=False, include_metadata=True)
@@ -177,7 +202,9 @@ def build_train_step(
     """A `tf.function` taking a distributed iterator; returns summed metrics.
 
     Gradients are all-reduced by the Keras optimizer inside `strategy.run`;
-    clipping is applied per replica before that (clip-then-sum).
+    clipping (`train.clipnorm`) is applied to each replica's share before
+    that (clip-then-sum: with clipping active, updates depend on the replica
+    count; set it to 0 for replica-count-invariant updates).
     """
     clipnorm = float(config.train.clipnorm)
     mixed = bool(config.train.mixed_precision)
@@ -193,7 +220,10 @@ def build_train_step(
             scaled = optimizer.scale_loss(loss) if mixed else loss
         grads = tape.gradient(scaled, model.trainable_variables)
         if clipnorm > 0:
-            grads, _ = tf.clip_by_global_norm(grads, clipnorm)
+            # Under mixed precision the gradients are still multiplied by the
+            # loss scale here; clip at the same threshold in true units.
+            limit = clipnorm * optimizer.dynamic_scale if mixed else clipnorm
+            grads, _ = tf.clip_by_global_norm(grads, limit)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         sums = _summaries(outputs, labels, weights)
         sums["loss"] = tf.reduce_sum(per_example)
@@ -235,6 +265,12 @@ def train(
     config = resolve_config(config)
     chief = lma_strategy.is_chief(strategy)
     write_dir = _write_dir(model_dir, strategy)
+    _check_resumable(config, model_dir)
+    if config.model.kind != "classical" and pipeline.count_examples(config, "val") == 0:
+        raise TrainingError(
+            f"{config.data.records_dir}: the val split is empty; model selection "
+            "needs one (rerun make_records with another --split or more subjects)"
+        )
     os.makedirs(write_dir, exist_ok=True)
     if chief:
         save_config(config, model_dir)
@@ -284,6 +320,7 @@ def _train_loop(
         wait_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="wait")
     state = tf.train.Checkpoint(
         model=model,
+        rng=_seed_states(model),
         optimizer=optimizer,
         epoch=epoch_var,
         step=step_in_epoch,
@@ -304,9 +341,6 @@ def _train_loop(
         )
         history = history[: int(epoch_var.numpy())]
 
-    train_ds = strategy.distribute_datasets_from_function(
-        lambda ctx: pipeline.make_dataset(config, "train", ctx, repeat=True)
-    )
     val_ds = pipeline.make_dataset(config, "val", training=False)
     train_step = build_train_step(strategy, model, optimizer, config, global_batch)
 
@@ -334,11 +368,30 @@ def _train_loop(
     logs_dir = os.path.join(write_dir, "logs")
     train_writer = tf.summary.create_file_writer(os.path.join(logs_dir, "train"))
     val_writer = tf.summary.create_file_writer(os.path.join(logs_dir, "val"))
-    iterator = iter(train_ds)
     patience = int(config.train.early_stopping_patience)
     stopped = "completed"
-    for epoch in range(int(epoch_var.numpy()), int(config.train.epochs)):
+    first_epoch = int(epoch_var.numpy())
+    if patience > 0 and int(wait_var.numpy()) >= patience:
+        stopped = f"early stopping at epoch {first_epoch} (in an earlier run)"
+        first_epoch = int(config.train.epochs)
+    for epoch in range(first_epoch, int(config.train.epochs)):
         start_step = int(step_in_epoch.numpy())
+        # A fresh, epoch-seeded stream, fast-forwarded to the backup's step:
+        # a resumed epoch sees exactly the batches the killed one would have.
+        iterator = iter(
+            strategy.distribute_datasets_from_function(
+                lambda ctx, e=epoch, s=start_step: pipeline.make_dataset(
+                    config,
+                    "train",
+                    ctx,
+                    repeat=True,
+                    epoch=e,
+                    skip_batches=s
+                    * ctx.num_replicas_in_sync
+                    // ctx.num_input_pipelines,
+                )
+            )
+        )
         bar = keras.utils.Progbar(
             steps_per_epoch,
             stateful_metrics=["loss", "tos_mae_ms", "lma_accuracy"],
@@ -383,7 +436,13 @@ def _train_loop(
             )
             print(f"epoch {epoch + 1}/{config.train.epochs}: {shown}", file=sys.stderr)
 
-        score = metrics[config.train.selection_metric]
+        # best_var holds a value to minimise: accuracies are negated.
+        sign = (
+            -1.0
+            if lma_config.SELECTION_METRICS[config.train.selection_metric] == "max"
+            else 1.0
+        )
+        score = sign * metrics[config.train.selection_metric]
         if score < float(best_var.numpy()):
             best_var.assign(score)
             wait_var.assign(0)
@@ -408,6 +467,20 @@ def _train_loop(
         "stopped": stopped,
         "weights_checksum": _checksum(model),
     }
+
+
+def _seed_states(model: keras.Model) -> dict:
+    """The random-generator states of the model's layers (dropout masks).
+
+    Keras keeps them outside the model's weights; without them a resumed run
+    would draw other dropout masks than the run it continues.
+    """
+    states = {}
+    for layer in model._flatten_layers(include_self=False):
+        for attr, value in vars(layer).items():
+            if isinstance(value, keras.random.SeedGenerator):
+                states[f"{layer.name}_{attr}"] = value.state
+    return states
 
 
 def _load_history(model_dir: str) -> list[dict]:
@@ -454,7 +527,9 @@ def restore_best(config: ml_collections.ConfigDict, model_dir: str) -> keras.Mod
             "train first (python -m lma_tf.train ...)"
         )
     model = lma_model.build_model(config)
-    tf.train.Checkpoint(model=model).restore(latest).expect_partial()
+    # Every variable of the model must come from the checkpoint: a mismatch
+    # (other config, other code) must not leave random weights in place.
+    tf.train.Checkpoint(model=model).restore(latest).assert_existing_objects_matched()
     return model
 
 

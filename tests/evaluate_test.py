@@ -57,6 +57,12 @@ def test_evaluate_writes_the_papers_metrics(trained, tmp_path):
     with open(tmp_path / "per_slice.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == saved["num_slices"]
+    # Every test slice is labelled with 126 sectors: the overall MAE is the
+    # mean of the per-slice MAEs, computed independently.
+    per_slice = [float(r["tos_mae_ms"]) for r in rows]
+    assert saved["tos_mae_ms"] == pytest.approx(sum(per_slice) / len(per_slice))
+    acc = [float(r["lma_accuracy"]) for r in rows]
+    assert saved["lma_accuracy"] == pytest.approx(sum(acc) / len(acc))
     pngs = os.listdir(tmp_path / "figures")
     assert len(pngs) == 2 and all(p.endswith(".png") for p in pngs)
 

@@ -103,14 +103,29 @@ def test_circular_shift_keeps_strain_and_labels_aligned():
 def test_training_pipeline_is_deterministic_for_a_seed(records_dir):
     c = _config(records_dir[0], mixup_alpha=0.4, noise_std=0.01)
 
-    def first_batches():
-        tf.random.set_seed(11)
-        ds = pipeline.make_dataset(c, "train")
+    def first_batches(seed, epoch=0, skip=0):
+        c.seed = seed
+        ds = pipeline.make_dataset(c, "train", epoch=epoch, skip_batches=skip)
         return [x[0]["strain"].numpy() for x in ds.take(3)]
 
-    a, b = first_batches(), first_batches()
+    a, b = first_batches(0), first_batches(0)
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x, y)
+    assert not np.array_equal(first_batches(1)[0], a[0])
+    assert not np.array_equal(first_batches(0, epoch=1)[0], a[0])
+    # Skipping resumes the very same stream (a resumed epoch).
+    np.testing.assert_array_equal(first_batches(0, skip=1)[0], a[1])
+
+
+def test_noise_leaves_the_zero_padding_alone(records_dir):
+    c = _config(records_dir[0], noise_std=0.05, augment_shift=False)
+    for feats, _, _ in pipeline.make_dataset(c, "train").take(2):
+        x = feats["strain"].numpy()
+        frames = x.shape[-1]
+        for i in range(x.shape[0]):
+            real = preprocess.real_frames(x[i], frames)
+            assert real < frames  # the fixture's slices are shorter than 64
+            assert not x[i][:, real:].any()
 
 
 def test_mixup_mixes_inputs_and_targets_convexly():

@@ -211,7 +211,22 @@ def test_pseudonymized_ids_hide_the_subject(tmp_path):
         "P000", "pepper"
     )
     got = _read_all(str(tmp_path / "out"))
-    assert all(not k[0].startswith("P0") for k in got)
+    # Neither subject nor slice ids (which embed the subject) survive.
+    assert all("P0" not in k[0] and "P0" not in k[1] for k in got)
+    text = (tmp_path / "out" / "manifest.json").read_text()
+    assert "P0" not in text and str(tmp_path) not in text
+
+
+def test_pseudonymized_manifest_keeps_no_names_in_rejects(tmp_path):
+    testing.write_cohort_npz(str(tmp_path / "in"), 3, 1)
+    _bad_inputs(str(tmp_path / "in"))
+    m = records.make_records(
+        [str(tmp_path / "in")], _opts(tmp_path / "out", pseudonymize_salt="pepper")
+    )
+    assert m["num_rejects"] > 0
+    text = (tmp_path / "out" / "manifest.json").read_text()
+    assert str(tmp_path) not in text and "late.npz" not in text
+    assert any("beyond the sequence" in r["reason"] for r in m["rejects"])
 
 
 def test_interrupted_run_leaves_nothing_that_looks_complete(tmp_path, monkeypatch):

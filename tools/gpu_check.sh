@@ -48,8 +48,11 @@ result = train.train(cfg, f"{work}/m", strategy, progress=False)
 seconds = time.perf_counter() - start
 epochs = len(result["history"])
 steps = train.pipeline.count_examples(cfg, "train") // cfg.train.batch_size
-assert keras.mixed_precision.global_policy().name == "mixed_float16"
-net = train.restore_best(train.load_config(f"{work}/m"), f"{work}/m")
+saved = train.load_config(f"{work}/m")
+assert saved.train.mixed_precision, "the run did not use mixed precision"
+keras.mixed_precision.set_global_policy("mixed_float16")
+net = train.restore_best(saved, f"{work}/m")
+print(f"compute dtype: {net.layers[-1].compute_dtype}, policy {net.dtype_policy.name}")
 kernel = next(w for w in net.weights if "kernel" in w.path)
 print(f"variable device: {kernel.value.device}")
 if "GPU" not in kernel.value.device.upper():
