@@ -197,6 +197,9 @@ def compare(
 
 
 def main(argv: list[str]) -> None:
+    from lma_tf.cli import quiet_logs
+
+    quiet_logs()
     del argv
     from absl import flags
 

@@ -432,6 +432,9 @@ def export(
 
 def main(argv: list[str]) -> None:
     """absl entry point: flags -> `export`."""
+    from lma_tf.cli import quiet_logs
+
+    quiet_logs()
     del argv
     from absl import flags
 

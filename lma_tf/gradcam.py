@@ -601,6 +601,9 @@ def _atomic_json(path: str, obj) -> str:
 
 def main(argv: list[str]) -> None:
     """absl entry point: flags -> `run_gradcam`."""
+    from lma_tf.cli import quiet_logs
+
+    quiet_logs()
     del argv
     from absl import flags
 

@@ -1086,6 +1086,9 @@ COMMANDS = ("activation_map",)
 
 def main(argv: list[str]) -> None:
     """absl entry point: `python -m lma_tf.plots activation_map --predictions=...`."""
+    from lma_tf.cli import quiet_logs
+
+    quiet_logs()
     from absl import flags
 
     f = flags.FLAGS

@@ -233,6 +233,9 @@ def predict(
 
 def main(argv: list[str]) -> None:
     """absl entry point: flags -> `predict`."""
+    from lma_tf.cli import quiet_logs
+
+    quiet_logs()
     del argv
     from absl import flags
 

@@ -535,6 +535,9 @@ def restore_best(config: ml_collections.ConfigDict, model_dir: str) -> keras.Mod
 
 def main(argv: list[str]) -> None:
     """absl entry point: flags -> config -> strategy -> `train`."""
+    from lma_tf.cli import quiet_logs
+
+    quiet_logs()
     del argv
     from absl import flags
 

@@ -19,6 +19,9 @@ _EPOCHS = flags.DEFINE_integer("epochs", 40, "Training epochs of each experiment
 def main(argv):
     del argv
     from lma_tf import demo
+    from lma_tf.cli import quiet_logs
+
+    quiet_logs()
 
     demo.run_demo(
         _OUTPUT_DIR.value,
