@@ -9,6 +9,8 @@ activation maps, AHA bullseyes and Grad-CAM figures.
 
 from __future__ import annotations
 
+import collections
+import csv
 import json
 import os
 
@@ -80,7 +82,9 @@ def run_demo(
             predictions, os.path.join(results_dir, "activation_maps")
         )
         cams = gradcam.run_gradcam(
-            networks[:2], os.path.join(results_dir, "gradcam"), num_slices=4
+            networks[:2],
+            os.path.join(results_dir, "gradcam"),
+            slice_ids=_most_late_slices(predictions, 4),
         )
         figures = {"activation_maps": maps, "gradcam": cams["figures"]}
         print(f"[demo] SavedModel {version_dir}; predictions {predictions}")
@@ -97,3 +101,12 @@ def run_demo(
         "results_dir": results_dir,
         "results": results,
     }
+
+
+def _most_late_slices(predictions_csv: str, n: int) -> list[str]:
+    """The `n` slices with the most predicted LMA sectors (worth explaining)."""
+    late: collections.Counter = collections.Counter()
+    with open(predictions_csv, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            late[row["slice_id"]] += float(row["lma_probability"]) >= 0.5
+    return [slice_id for slice_id, _ in late.most_common(n)]

@@ -355,7 +355,16 @@ def make_records(inputs: Sequence[str], options: RecordsOptions) -> dict:
             f"no valid slice found in {list(inputs)} "
             f"({len(rejects)} rejected; see the REJECT lines above)"
         )
-    return write_records(slices, rejects, options, summary)
+    manifest = write_records(slices, rejects, options, summary)
+    for split, frac in zip(SPLITS, options.split):
+        if frac > 0 and manifest["splits"][split]["num_slices"] == 0:
+            # Hash splits are lumpy on few subjects; say so before training fails.
+            tqdm.tqdm.write(
+                f"WARNING: split {split!r} is empty ({manifest['num_slices']} slices "
+                "in all); add subjects or change --seed/--split",
+                file=sys.stderr,
+            )
+    return manifest
 
 
 def load_manifest(records_dir: str) -> dict:
