@@ -268,3 +268,50 @@ def test_mixed_precision_trains_and_restores_the_policy(records_dir, tmp_path):
     result = train.train(cfg, str(tmp_path), progress=False)
     assert np.isfinite(result["history"][-1]["loss"])
     assert keras.mixed_precision.global_policy().name == "float32"
+
+
+def test_sigkilled_run_resumes_when_restarted_with_the_same_command(
+    records_dir, tmp_path
+):
+    import signal
+    import time
+
+    model_dir = tmp_path / "m"
+    cmd = [
+        sys.executable, "-m", "lma_tf.train",
+        f"--config={REPO}/experiments/multitask.py",
+        f"--records_dir={records_dir}",
+        f"--model_dir={model_dir}",
+        "--config.train.batch_size=8",
+        "--config.train.epochs=12",
+        "--config.train.steps_per_epoch=3",
+        "--config.train.backup_every_steps=1",
+        "--config.train.early_stopping_patience=0",
+        "--config.model.trunk_channels=(8, 16)",
+        "--config.model.frame_pools=2",
+        "--config.model.head_channels=(16,)",
+        "--config.model.head_units=(16,)",
+    ]  # fmt: skip
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": REPO}
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.time() + 240
+    while not glob.glob(str(model_dir / "backup" / "ckpt-5.index")):
+        assert proc.poll() is None, "training ended before it could be killed"
+        assert time.time() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)  # no cleanup, no final save
+    proc.wait()
+    killed_at = max(
+        int(os.path.basename(p)[5:-6])
+        for p in glob.glob(str(model_dir / "backup" / "ckpt-*.index"))
+    )
+    assert 5 <= killed_at < 36
+    again = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "[train] resumed from" in again.stderr
+    resumed_epoch = int(again.stderr.split("at epoch ")[1].split(",")[0])
+    assert resumed_epoch == killed_at // 3
+    history = json.loads((model_dir / "history.json").read_text())
+    assert [h["epoch"] for h in history] == list(range(12))
