@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 DEMO_DIR ?= demo_out
 DEMO_SUBJECTS ?= 120
 
-.PHONY: setup test lint format demo paper bench bazel-test clean
+.PHONY: setup test lint format demo paper paper-tethered bench bazel-test clean
 
 setup: $(STAMP)
 
@@ -35,6 +35,11 @@ demo: setup
 paper: setup
 	$(PY) tools/demo.py --output_dir=paper_out --num_subjects=150 --epochs=60 \
 	    --experiments=multitask,regression_only,isbi2021,classical
+
+# The same with scar that shortens when its surroundings do (looks late).
+paper-tethered: setup
+	$(PY) tools/demo.py --output_dir=paper_tethered_out --num_subjects=150 --epochs=60 \
+	    --experiments=multitask,regression_only,classical --scar_model=tethered
 
 bench: setup
 	$(PY) tools/benchmark.py records

@@ -35,11 +35,12 @@ def run_demo(
     seed: int = 0,
     epochs: int = 40,
     experiments: tuple[str, ...] = ("multitask", "classical"),
+    scar_model: str = "passive",
 ) -> dict:
     """Runs every stage into `output_dir`; returns a summary of what it wrote."""
     cohort_dir = os.path.join(output_dir, "cohort")
     records_dir = os.path.join(output_dir, "records")
-    slices = synthetic.generate_cohort(num_subjects, seed)
+    slices = synthetic.generate_cohort(num_subjects, seed, scar_model)
     synthetic_io.write_cohort(slices, cohort_dir, "npz")
     print(f"[demo] synthetic cohort: {len(slices)} slices -> {cohort_dir}")
 

@@ -45,6 +45,7 @@ SEPTAL_CENTRE = 21.0
 LATERAL_CENTRE = 84.0
 
 GROUPS = ("normal", "lbbb", "lbbb_scar")
+SCAR_MODELS = ("passive", "tethered")
 GROUP_PROBABILITIES = (0.25, 0.35, 0.40)
 
 MIN_SUBJECT_FRAMES = 25
@@ -389,14 +390,22 @@ def scar_blend_weight(scar_fraction: np.ndarray) -> np.ndarray:
 
 
 def generate_subject(
-    rng: np.random.Generator, subject_id: str, group: str | None = None
+    rng: np.random.Generator,
+    subject_id: str,
+    group: str | None = None,
+    scar_model: str = "passive",
 ) -> SyntheticSubject:
     """One subject: 3-6 short-axis slices, basal to apical, sharing one frame count.
 
     `group` (one of GROUPS) is drawn from GROUP_PROBABILITIES when None; it is
     always the generator's first draw, so a subject's group depends on its
-    generator alone.
+    generator alone. `scar_model` (SCAR_MODELS): "passive" scar barely moves
+    (flat or passively stretching); "tethered" scar is pulled by the
+    myocardium around it and shortens weakly at the surrounding activation
+    time, which makes scar in a late region look late (a harder case).
     """
+    if scar_model not in SCAR_MODELS:
+        raise ValueError(f"unknown scar_model {scar_model!r}, expected {SCAR_MODELS}")
     drawn = GROUPS[int(rng.choice(len(GROUPS), p=GROUP_PROBABILITIES))]
     group = drawn if group is None else group
     if group not in GROUPS:
@@ -445,6 +454,10 @@ def generate_subject(
         else [np.zeros(NUM_SECTORS)] * num_slices
     )
     septal_weight = raised_cosine(SEPTAL_CENTRE, 50.0)
+    # Drawn last and only for scarred tethered subjects, so everyone else is
+    # the same subject under either scar model.
+    tethered = scar_model == "tethered" and group == "lbbb_scar"
+    tether = rng.uniform(0.3, 0.55) if tethered else 0.0
 
     slices = []
     for k in range(num_slices):
@@ -457,6 +470,7 @@ def generate_subject(
         amp = np.clip(amp, -0.22, -0.03)
         dur = shortening_ms * (1.0 + 0.05 * _smooth_circular_noise(rng, 6.0))
         flash = flash_depth * septal_weight if flash_depth > 0 else None
+        weight = scar_blend_weight(scars[k])
         clean = strain_from_tos(
             tos,
             num_frames,
@@ -469,10 +483,21 @@ def generate_subject(
             flash_ms=flash_ms,
             rebound=rebound,
             rebound_end_ms=max(tos.max() + 60.0, 2 * flash_ms),
-            scar_weight=scar_blend_weight(scars[k]),
+            scar_weight=None if tether else weight,
             passive_stretch=passive_stretch,
             passive_end_ms=passive_end_ms,
         )
+        if tether:
+            pulled = strain_from_tos(
+                tos,
+                num_frames,
+                FRAME_PERIOD_MS,
+                peak_strain=amp * tether,
+                prestretch=prestretch_max * lateness,
+                shortening_ms=dur,
+                residual=residual,
+            )
+            clean = (1.0 - weight)[:, None] * clean + weight[:, None] * pulled
         strain = svd_denoise(add_smooth_noise(clean, rng, noise_std), rank=3)
         scar = scars[k].astype(np.float32)
         label = np.where(scar >= constants.SCAR_THRESHOLD, TOS_FLOOR_MS, tos)
@@ -491,14 +516,19 @@ def generate_subject(
     return SyntheticSubject(subject_id=subject_id, group=group, slices=slices)
 
 
-def generate_subjects(num_subjects: int, seed: int) -> list[SyntheticSubject]:
+def generate_subjects(
+    num_subjects: int, seed: int, scar_model: str = "passive"
+) -> list[SyntheticSubject]:
     """Subjects 0..num_subjects-1 for `seed`; subject i depends on (seed, i) only."""
     return [
-        generate_subject(subject_rng(seed, i), subject_id_for(i))
+        generate_subject(subject_rng(seed, i), subject_id_for(i), scar_model=scar_model)
         for i in range(num_subjects)
     ]
 
 
-def generate_cohort(num_subjects: int, seed: int) -> list[DenseSlice]:
+def generate_cohort(
+    num_subjects: int, seed: int, scar_model: str = "passive"
+) -> list[DenseSlice]:
     """All slices of `num_subjects` synthetic subjects, subject by subject."""
-    return [s for subj in generate_subjects(num_subjects, seed) for s in subj.slices]
+    subjects = generate_subjects(num_subjects, seed, scar_model)
+    return [s for subj in subjects for s in subj.slices]

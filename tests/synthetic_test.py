@@ -4,6 +4,7 @@ import functools
 import unittest
 
 import numpy as np
+import pytest
 
 from lma_tf import constants, synthetic
 from lma_tf.slices import validate_slice
@@ -226,3 +227,33 @@ class CohortTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+def test_tethered_scar_shortens_late_but_keeps_its_labels():
+    passive = synthetic.generate_cohort(30, 4)
+    tethered = synthetic.generate_cohort(30, 4, "tethered")
+    scar_late_naive = {"passive": [], "tethered": []}
+    for p, t in zip(passive, tethered):
+        # Same subjects, labels and scar; only the scarred strain differs.
+        np.testing.assert_array_equal(p.tos_ms, t.tos_ms)
+        np.testing.assert_array_equal(p.scar_fraction, t.scar_fraction)
+        scar = p.scar_fraction >= 0.5
+        if not p.source.endswith("lbbb_scar"):
+            np.testing.assert_array_equal(p.strain_matrix, t.strain_matrix)
+        if not scar.any():
+            continue
+        assert np.all(t.tos_ms[scar] == 17.0)
+        # Tethered scar shortens (pulled by its neighbours), passive does not.
+        assert (
+            t.strain_matrix[scar].min(axis=1).mean()
+            < p.strain_matrix[scar].min(axis=1).mean() - 0.01
+        )
+        for name, s in (("passive", p), ("tethered", t)):
+            scar_late_naive[name] += list(
+                synthetic.naive_onset_ms(s.strain_matrix)[scar]
+            )
+    assert scar_late_naive["tethered"]
+    # Both fool a naive onset detector: scar looks late (label: 17 ms).
+    assert np.mean(scar_late_naive["tethered"]) > 17.0 + 60.0
+    with pytest.raises(ValueError, match="scar_model"):
+        synthetic.generate_cohort(1, 0, "fibrotic")

@@ -13,6 +13,9 @@ _SEED = flags.DEFINE_integer("seed", 0, "Cohort and split seed.")
 _EXPERIMENTS = flags.DEFINE_list(
     "experiments", ["multitask", "classical"], "experiments/NAME.py to train."
 )
+_SCAR_MODEL = flags.DEFINE_enum(
+    "scar_model", "passive", ["passive", "tethered"], "Synthetic scar behaviour."
+)
 _EPOCHS = flags.DEFINE_integer("epochs", 40, "Training epochs of each experiment.")
 
 
@@ -29,6 +32,7 @@ def main(argv):
         _SEED.value,
         _EPOCHS.value,
         tuple(_EXPERIMENTS.value),
+        _SCAR_MODEL.value,
     )
 
 

@@ -20,6 +20,13 @@ _SEED = flags.DEFINE_integer("seed", 0, "Cohort seed (subject i depends on it an
 _FORMAT = flags.DEFINE_enum(
     "format", "npz", list(synthetic_io.FORMATS), "Input format to write."
 )
+_SCAR_MODEL = flags.DEFINE_enum(
+    "scar_model",
+    "passive",
+    list(synthetic.SCAR_MODELS),
+    "passive: scar barely moves; tethered: scar shortens weakly when its "
+    "surroundings do, so late-region scar looks late.",
+)
 flags.mark_flag_as_required("output_dir")
 
 
@@ -27,7 +34,9 @@ def main(argv):
     del argv
     subjects = [
         synthetic.generate_subject(
-            synthetic.subject_rng(_SEED.value, i), synthetic.subject_id_for(i)
+            synthetic.subject_rng(_SEED.value, i),
+            synthetic.subject_id_for(i),
+            scar_model=_SCAR_MODEL.value,
         )
         for i in tqdm(range(_NUM_SUBJECTS.value), desc="generate", unit="subject")
     ]
