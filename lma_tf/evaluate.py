@@ -17,7 +17,16 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from lma_tf import classical, constants, metrics, pipeline, plots, preprocess, train
+from lma_tf import (
+    atomic,
+    classical,
+    constants,
+    metrics,
+    pipeline,
+    plots,
+    preprocess,
+    train,
+)
 
 N = constants.NUM_SECTORS
 
@@ -106,7 +115,8 @@ def evaluate(
         config.data.records_dir = records_dir
     p = predict_split(config, model_dir, split)
     pred_lma = (p["lma_probability"] >= 0.5).astype(np.int64)
-    result = metrics.sector_metrics(
+    # The positional arrays of metrics.sector_metrics / per_slice_rows.
+    arrays = (
         p["true_tos"],
         p["pred_tos"],
         p["combined_tos"],
@@ -115,8 +125,8 @@ def evaluate(
         p["scar"],
         p["has_scar"],
         p["weight"],
-        float(config.data.frame_period_ms),
     )
+    result = metrics.sector_metrics(*arrays, float(config.data.frame_period_ms))
     ids = list(zip(p["subject_id"], p["slice_id"]))
     result.update(
         {
@@ -129,17 +139,7 @@ def evaluate(
     )
     os.makedirs(output_dir, exist_ok=True)
     metrics.write_json(result, os.path.join(output_dir, "metrics.json"))
-    rows = metrics.per_slice_rows(
-        ids,
-        p["true_tos"],
-        p["pred_tos"],
-        p["combined_tos"],
-        p["true_lma"],
-        pred_lma,
-        p["scar"],
-        p["has_scar"],
-        p["weight"],
-    )
+    rows = metrics.per_slice_rows(ids, *arrays)
     metrics.write_csv(rows, os.path.join(output_dir, "per_slice.csv"))
     _figures(p, output_dir, num_figures)
     return result
@@ -179,14 +179,7 @@ def compare(
         results[name] = evaluate(model_dir, sub, records_dir, split)
     table = metrics.comparison_table(results)
     os.makedirs(output_dir, exist_ok=True)
-    with open(
-        os.path.join(output_dir, "comparison.md.tmp"), "w", encoding="utf-8"
-    ) as f:
-        f.write(table + "\n")
-    os.replace(
-        os.path.join(output_dir, "comparison.md.tmp"),
-        os.path.join(output_dir, "comparison.md"),
-    )
+    atomic.write_text(os.path.join(output_dir, "comparison.md"), table + "\n")
     metrics.write_json(results, os.path.join(output_dir, "comparison.json"))
     plots.plot_comparison(
         results,

@@ -41,7 +41,6 @@ outputs and a dynamic frame axis, to `E/<N>/model.onnx` (Triton's layout).
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -52,7 +51,7 @@ import keras
 import ml_collections
 import tensorflow as tf
 
-from lma_tf import constants, features, preprocess
+from lma_tf import atomic, constants, features, preprocess
 from lma_tf import model as lma_model
 from lma_tf import train as lma_train
 
@@ -322,9 +321,7 @@ def _export_info(
 
 
 def _write_json(path: str, obj: dict) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, sort_keys=True, default=list)
+    atomic.write_json(path, obj, sort_keys=True)
 
 
 def write_saved_model(

@@ -43,7 +43,6 @@ and predictions per experiment and slice.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
 import sys
@@ -58,7 +57,7 @@ from tf_keras_vis.gradcam import Gradcam
 from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
 from tf_keras_vis.scorecam import Scorecam
 
-from lma_tf import constants, metrics, pipeline, plots, preprocess, train
+from lma_tf import atomic, constants, metrics, pipeline, plots, preprocess, train
 
 N = constants.NUM_SECTORS
 TOS = "tos"
@@ -551,13 +550,15 @@ def run_gradcam(
         for e in exps
         for head, cam in e.cams.items()
     }
-    maps_path = _atomic_npz(os.path.join(output_dir, f"gradcam_{tag}.npz"), maps)
+    maps_path = atomic.write_npz(os.path.join(output_dir, f"gradcam_{tag}.npz"), maps)
     targets = {e.experiment: {} for exps in per_experiment for e in exps}
     for exps in per_experiment:
         for e in exps:
             targets[e.experiment][e.slice_id] = _target_record(e)
     targets_path = os.path.join(output_dir, f"targets_{tag}.json")
-    _atomic_json(targets_path, {"method": method, "split": split, "slices": targets})
+    atomic.write_json(
+        targets_path, {"method": method, "split": split, "slices": targets}
+    )
     return {
         "figures": figures,
         "maps": maps_path,
@@ -577,26 +578,6 @@ def _target_record(e: Explanation) -> dict:
         else float(e.pred_tos[t.centre]),
         "layers": e.layers,
     }
-
-
-def _atomic_npz(path: str, arrays: dict[str, np.ndarray]) -> str:
-    tmp = f"{path}.tmp-{os.getpid()}.npz"
-    try:
-        np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
-
-
-def _atomic_json(path: str, obj) -> str:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
-    return path
 
 
 def main(argv: list[str]) -> None:

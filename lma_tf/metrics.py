@@ -21,19 +21,15 @@ Conventions:
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
-import json
 import math
-import os
-import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from lma_tf import constants
+from lma_tf import atomic, constants
 
 Number = float | int | None
 
@@ -349,21 +345,6 @@ def per_slice_rows(
     return rows
 
 
-@contextlib.contextmanager
-def _atomic_path(path: str) -> Iterator[str]:
-    """Yields a temporary name next to `path`; `os.replace`s it on success."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def write_csv(
     rows: Sequence[Mapping[str, Any]],
     path: str,
@@ -375,7 +356,7 @@ def write_csv(
     """
     if columns is None:
         columns = list(dict.fromkeys(k for row in rows for k in row))
-    with _atomic_path(path) as tmp:
+    with atomic.atomic_path(path) as tmp:
         with open(tmp, "w", newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, fieldnames=list(columns), restval="")
             writer.writeheader()
@@ -384,25 +365,13 @@ def write_csv(
     return path
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
 def write_json(obj: Any, path: str) -> str:
     """Writes `obj` as indented JSON atomically; returns the path.
 
     numpy scalars and arrays are converted; NaN or inf raise ValueError
     (metrics use None for "not computable").
     """
-    text = json.dumps(obj, indent=2, allow_nan=False, default=_json_default)
-    with _atomic_path(path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
-    return path
+    return atomic.write_json(path, obj, allow_nan=False)
 
 
 def _cell(value: Any, digits: int) -> str:

@@ -16,14 +16,12 @@ folder, then `os.replace`, so a reader never sees half a PNG) and closed.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import math
 import os
 import re
 import sys
-import uuid
 from collections.abc import Mapping, Sequence
 
 import matplotlib
@@ -41,7 +39,7 @@ from matplotlib.patches import Patch, Rectangle, Wedge  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 from mpl_toolkits.mplot3d.art3d import Poly3DCollection  # noqa: E402
 
-from lma_tf import constants  # noqa: E402
+from lma_tf import atomic, constants  # noqa: E402
 
 STRAIN_LIMIT = 0.2  # colour scale -0.2..+0.2, as in the DENSE literature
 STRAIN_CMAP = "RdBu_r"  # red = stretch (+), blue = shortening (-)
@@ -62,17 +60,10 @@ def save_figure(fig: Figure, path: str, dpi: int = DPI) -> str:
 
     The figure is closed afterwards, whether saving worked or not.
     """
-    folder = os.path.dirname(os.path.abspath(path))
     fmt = os.path.splitext(path)[1].lstrip(".").lower() or "png"
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
     try:
-        os.makedirs(folder, exist_ok=True)
-        fig.savefig(tmp, format=fmt, dpi=dpi)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+        with atomic.atomic_path(path) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=dpi)
     finally:
         plt.close(fig)
     return path

@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 import tqdm
 
-from lma_tf import constants, export, records
+from lma_tf import atomic, constants, export, records
 from lma_tf.slices import DenseSlice, Reject
 
 CSV_COLUMNS = (
@@ -142,11 +142,8 @@ def _cells(values: np.ndarray | None, fmt: str) -> list[str]:
 
 def write_csv(predictions: Sequence[SlicePrediction], path: str) -> int:
     """Writes one row per slice and sector atomically; returns the row count."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp-{os.getpid()}")
     rows = 0
-    try:
+    with atomic.atomic_path(path) as tmp:
         with open(tmp, "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f, lineterminator="\n")
             w.writerow(CSV_COLUMNS)
@@ -172,11 +169,6 @@ def write_csv(predictions: Sequence[SlicePrediction], path: str) -> int:
                     rows += 1
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     return rows
 
 

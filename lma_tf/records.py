@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 import tqdm
 
-from lma_tf import __version__, features, sources
+from lma_tf import __version__, atomic, features, sources
 from lma_tf.slices import DenseSlice, Reject, SliceError, lma_labels, validate_slice
 
 MANIFEST = "manifest.json"
@@ -191,15 +191,6 @@ class _Stats:
         }
 
 
-def _atomic_write_text(path: str, text: str) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def _write_shard(
     path: str, slices: Iterable[DenseSlice], compression: str, bar
 ) -> None:
@@ -306,7 +297,7 @@ def write_records(
         "sources": [_redact_source(x, options) for x in source_summary],
         "rejects": [_redact_reject(r, options) for r in rejects],
     }
-    _atomic_write_text(manifest_path, json.dumps(manifest, indent=2, sort_keys=True))
+    atomic.write_text(manifest_path, json.dumps(manifest, indent=2, sort_keys=True))
     return manifest
 
 

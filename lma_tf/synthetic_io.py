@@ -15,18 +15,17 @@ folder, then `os.replace`d, so a reader never sees half a file.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import os
 import struct
-import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 import h5py
 import numpy as np
 import scipy.io
 
+from lma_tf import atomic
 from lma_tf.slices import DenseSlice
 
 FORMATS = ("npz", "npy", "mat", "mat73")
@@ -35,30 +34,6 @@ MANIFEST_COLUMNS = ("file", "subject_id", "slice_id", "scar_csv")
 SCAR_CSV_SUFFIX = "_scar.csv"
 
 Progress = Callable[[int], object]  # called with the number of slices just written
-
-
-@contextlib.contextmanager
-def _atomic_path(path: str) -> Iterator[str]:
-    """Yields a temporary path next to `path`; moves it onto `path` on success."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder
-    )
-    os.close(fd)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def _atomic_write_bytes(path: str, data: bytes) -> None:
-    with _atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(data)
 
 
 def _safe_name(name: str, what: str) -> str:
@@ -126,7 +101,7 @@ def write_npz(
         path = _slice_path(output_dir, s, ".npz")
         buf = io.BytesIO()
         np.savez(buf, **slice_to_npz_dict(s))
-        _atomic_write_bytes(path, buf.getvalue())
+        atomic.write_bytes(path, buf.getvalue())
         paths.append(path)
         if progress is not None:
             progress(1)
@@ -174,7 +149,7 @@ def write_npy(
             entries[i] = slice_to_authors_dict(s)
         buf = io.BytesIO()
         np.save(buf, entries, allow_pickle=True)
-        _atomic_write_bytes(path, buf.getvalue())
+        atomic.write_bytes(path, buf.getvalue())
         paths.append(path)
         if progress is not None:
             progress(len(group))
@@ -210,7 +185,7 @@ def _write_mat5(path: str, s: DenseSlice) -> None:
         variables["SequenceInfo"] = seq
     buf = io.BytesIO()
     scipy.io.savemat(buf, variables, format="5", oned_as="row")
-    _atomic_write_bytes(path, buf.getvalue())
+    atomic.write_bytes(path, buf.getvalue())
 
 
 _MAT73_HEADER_TEXT = (
@@ -247,7 +222,7 @@ def _write_mat73(path: str, s: DenseSlice) -> None:
     SequenceInfo is a real 1x2 struct array: its field SliceLocation is a
     (2, 1) dataset of object references to (1, 1) doubles in '/#refs#'.
     """
-    with _atomic_path(path) as tmp:
+    with atomic.atomic_path(path) as tmp:
         with h5py.File(tmp, "w", userblock_size=512) as f:
             for struct_name, fields in _mat_fields(s).items():
                 group = f.create_group(struct_name)
@@ -321,7 +296,7 @@ def write_mat(
         scar_rel = ""
         if s.scar_fraction is not None:
             scar_path = _slice_path(output_dir, s, SCAR_CSV_SUFFIX)
-            _atomic_write_bytes(scar_path, _scar_csv_text(s.scar_fraction).encode())
+            atomic.write_bytes(scar_path, _scar_csv_text(s.scar_fraction).encode())
             scar_paths.append(scar_path)
             scar_rel = f"{s.subject_id}/{s.slice_id}{SCAR_CSV_SUFFIX}"
         rows.append(
@@ -335,7 +310,7 @@ def write_mat(
         if progress is not None:
             progress(1)
     manifest = os.path.join(output_dir, MANIFEST_NAME)
-    _atomic_write_bytes(manifest, _manifest_text(rows).encode())
+    atomic.write_bytes(manifest, _manifest_text(rows).encode())
     return mat_paths + scar_paths + [manifest]
 
 

@@ -72,3 +72,46 @@ def write_cohort_npz(
             write_npz(os.path.join(root, s.subject_id, f"{s.slice_id}.npz"), s)
             out.append(s)
     return out
+
+
+def synthetic_records(root: str, num_subjects: int, seed: int) -> str:
+    """A synthetic cohort as npz under root/c and its records under root/r."""
+    from lma_tf import records, synthetic, synthetic_io
+
+    cohort_dir, records_dir = os.path.join(root, "c"), os.path.join(root, "r")
+    synthetic_io.write_cohort(
+        synthetic.generate_cohort(num_subjects, seed), cohort_dir, "npz"
+    )
+    records.make_records(
+        [cohort_dir], records.RecordsOptions(output_dir=records_dir, progress=False)
+    )
+    return records_dir
+
+
+def tiny_config(cfg, records_dir: str, **train_overrides):
+    """Shrinks an experiment config to a seconds-long run on `records_dir`."""
+    cfg.data.records_dir = records_dir
+    cfg.model.trunk_channels = (8, 16)
+    cfg.model.frame_pools = 2
+    cfg.model.head_channels = (16,)
+    cfg.model.head_units = (16,)
+    cfg.train.batch_size = 8
+    cfg.train.epochs = 2
+    cfg.train.steps_per_epoch = 3
+    cfg.train.warmup_epochs = 0
+    for key, value in train_overrides.items():
+        cfg.train[key] = value
+    return cfg
+
+
+def train_tiny(root: str, records_dir: str, experiments, epochs: int = 1) -> dict:
+    """Trains tiny runs of the named experiments; returns {name: model_dir}."""
+    from lma_tf import config as lma_config
+    from lma_tf import train
+
+    dirs = {}
+    for name in experiments:
+        cfg = tiny_config(lma_config.load_experiment(name), records_dir, epochs=epochs)
+        dirs[name] = os.path.join(root, name)
+        train.train(cfg, dirs[name], progress=False)
+    return dirs

@@ -30,7 +30,7 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
-from lma_tf import classical, losses, pipeline, records
+from lma_tf import atomic, classical, losses, pipeline, records
 from lma_tf import config as lma_config
 from lma_tf import model as lma_model
 from lma_tf import strategy as lma_strategy
@@ -61,7 +61,7 @@ def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
 
 def save_config(config: ml_collections.ConfigDict, model_dir: str) -> None:
     os.makedirs(model_dir, exist_ok=True)
-    _atomic_json(os.path.join(model_dir, CONFIG_JSON), config.to_dict())
+    _write_json(os.path.join(model_dir, CONFIG_JSON), config.to_dict())
 
 
 def load_config(model_dir: str) -> ml_collections.ConfigDict:
@@ -75,19 +75,8 @@ def load_config(model_dir: str) -> ml_collections.ConfigDict:
         return ml_collections.ConfigDict(json.load(f))
 
 
-def _atomic_json(path: str, obj) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, sort_keys=True, default=_json_default)
-    os.replace(tmp, path)
-
-
-def _json_default(o):
-    if isinstance(o, tuple):
-        return list(o)
-    if isinstance(o, np.generic):
-        return o.item()
-    raise TypeError(f"not JSON serialisable: {type(o)}")
+def _write_json(path: str, obj) -> None:
+    atomic.write_json(path, obj, sort_keys=True)
 
 
 def make_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int):
@@ -161,7 +150,7 @@ def _check_resumable(config: ml_collections.ConfigDict, model_dir: str) -> None:
     if backup is None or not os.path.exists(os.path.join(model_dir, CONFIG_JSON)):
         return
     saved = load_config(model_dir).to_dict()
-    new = json.loads(json.dumps(config.to_dict(), default=_json_default))
+    new = json.loads(json.dumps(config.to_dict(), default=atomic.json_default))
     differ = [
         f"{part}.{k}"
         for part in ("data", "model", "loss")
@@ -188,7 +177,7 @@ def train_classical(config: ml_collections.ConfigDict, model_dir: str) -> dict:
     params = classical.params_from_config(config)
     if strains:
         params["threshold"] = classical.fit_threshold(strains, tos, frames)
-    _atomic_json(os.path.join(model_dir, CLASSICAL_JSON), params)
+    _write_json(os.path.join(model_dir, CLASSICAL_JSON), params)
     return {"classical_params": params}
 
 
@@ -453,7 +442,7 @@ def _train_loop(
         step_in_epoch.assign(0)
         backup.save(checkpoint_number=int(optimizer.iterations.numpy()))
         if chief:
-            _atomic_json(os.path.join(model_dir, HISTORY_JSON), history)
+            _write_json(os.path.join(model_dir, HISTORY_JSON), history)
         if patience > 0 and int(wait_var.numpy()) >= patience:
             stopped = f"early stopping at epoch {epoch + 1}"
             break

@@ -32,9 +32,7 @@ from lma_tf import (
     model,
     plots,
     preprocess,
-    records,
-    synthetic,
-    synthetic_io,
+    testing,
     train,
 )
 
@@ -46,27 +44,10 @@ N = 126
 def trained(tmp_path_factory):
     """Tiny multitask, regression-only and classical runs, 14-subject cohort."""
     root = tmp_path_factory.mktemp("gradcam")
-    synthetic_io.write_cohort(synthetic.generate_cohort(14, 1), str(root / "c"), "npz")
-    records.make_records(
-        [str(root / "c")],
-        records.RecordsOptions(output_dir=str(root / "r"), progress=False),
+    records_dir = testing.synthetic_records(str(root), 14, 1)
+    dirs = testing.train_tiny(
+        str(root), records_dir, ("multitask", "regression_only", "classical")
     )
-    dirs = {}
-    for kind in ("multitask", "regression_only", "classical"):
-        cfg = lma_config.base_config()
-        cfg.name = cfg.model.kind = kind
-        cfg.data.records_dir = str(root / "r")
-        cfg.model.trunk_channels = (8, 16)
-        cfg.model.frame_pools = 2
-        cfg.model.head_channels = (16,)
-        cfg.model.head_units = (16,)
-        cfg.train.batch_size = 8
-        cfg.train.epochs = 1
-        cfg.train.steps_per_epoch = 3
-        if kind != "multitask":
-            cfg.loss.weights = {"tos": 1.0}
-        dirs[kind] = str(root / kind)
-        train.train(cfg, dirs[kind], progress=False)
     return root, dirs
 
 

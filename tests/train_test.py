@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from lma_tf import config as lma_config
-from lma_tf import losses, model, pipeline, records, synthetic, synthetic_io, train
+from lma_tf import losses, model, pipeline, testing, train
 from lma_tf import strategy as lma_strategy
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -21,28 +21,10 @@ EXPERIMENTS = sorted(glob.glob(os.path.join(REPO, "experiments", "[a-z]*.py")))
 
 @pytest.fixture(scope="module")
 def records_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("train")
-    synthetic_io.write_cohort(synthetic.generate_cohort(14, 0), str(root / "c"), "npz")
-    records.make_records(
-        [str(root / "c")],
-        records.RecordsOptions(output_dir=str(root / "r"), progress=False),
-    )
-    return str(root / "r")
+    return testing.synthetic_records(str(tmp_path_factory.mktemp("train")), 14, 0)
 
 
-def small(cfg, records_dir, **train_kw):
-    cfg.data.records_dir = records_dir
-    cfg.model.trunk_channels = (8, 16)
-    cfg.model.frame_pools = 2
-    cfg.model.head_channels = (16,)
-    cfg.model.head_units = (16,)
-    cfg.train.batch_size = 8
-    cfg.train.epochs = 2
-    cfg.train.steps_per_epoch = 3
-    cfg.train.warmup_epochs = 0
-    for k, v in train_kw.items():
-        cfg.train[k] = v
-    return cfg
+small = testing.tiny_config
 
 
 def test_every_experiment_config_loads_and_validates():
