@@ -117,36 +117,14 @@ def strain_tos_figure(
         interpolation="nearest",
         extent=extent,
     )
-    sectors = np.arange(num_sectors)
-    handles = []
-    for key, values in (
-        ("true", true_tos),
-        ("pred", pred_tos),
-        ("combined", combined_tos),
-    ):
-        tos = _sector_vector(f"{key}_tos", values, num_sectors)
-        if tos is not None:
-            label, style = _TOS_STYLES[key]
-            (line,) = ax.plot(tos, sectors, label=label, **style)
-            handles.append(line)
-
-    scar = _sector_vector("scar_fraction", scar_fraction, num_sectors)
-    if scar is not None:
-        # A band just outside the right edge: x in axes units, y in sectors.
-        for start, length in _runs(scar >= constants.SCAR_THRESHOLD):
-            ax.add_patch(
-                Rectangle(
-                    (1.005, start - 0.5),
-                    0.025,
-                    length,
-                    transform=ax.get_yaxis_transform(),
-                    clip_on=False,
-                    color=SCAR_COLOUR,
-                )
-            )
-        handles.append(
-            Patch(color=SCAR_COLOUR, label=f"scar (>= {constants.SCAR_THRESHOLD:g})")
-        )
+    handles = _draw_tos_lines(
+        ax,
+        [("true", true_tos), ("pred", pred_tos), ("combined", combined_tos)],
+        num_sectors,
+    )
+    handles += _draw_scar_band(
+        ax, scar_fraction, num_sectors, 0.025, f"scar (>= {constants.SCAR_THRESHOLD:g})"
+    )
 
     ax.set_xlim(extent[0], extent[1])
     ax.set_ylim(extent[2], extent[3])
@@ -323,6 +301,28 @@ def _draw_tos_lines(ax, curves, num_sectors: int) -> list:
     return handles
 
 
+def _draw_scar_band(ax, scar_fraction, num_sectors: int, width: float, label: str):
+    """Marks scar sectors (>= threshold) by a band just outside the right edge.
+
+    x is in axes units, y in sectors. Returns the legend handle, if any.
+    """
+    scar = _sector_vector("scar_fraction", scar_fraction, num_sectors)
+    if scar is None:
+        return []
+    for start, length in _runs(scar >= constants.SCAR_THRESHOLD):
+        ax.add_patch(
+            Rectangle(
+                (1.005, start - 0.5),
+                width,
+                length,
+                transform=ax.get_yaxis_transform(),
+                clip_on=False,
+                color=SCAR_COLOUR,
+            )
+        )
+    return [Patch(color=SCAR_COLOUR, label=label)]
+
+
 def _circular_runs(sectors: Sequence[int], num_sectors: int) -> list[tuple[int, int]]:
     """(start, length) runs of a set of ring sectors, split at the ring's end."""
     mask = np.zeros(num_sectors, bool)
@@ -368,20 +368,7 @@ def gradcam_figure(
         strain, cmap=STRAIN_CMAP, vmin=-STRAIN_LIMIT, vmax=STRAIN_LIMIT, **common
     )
     handles = _draw_tos_lines(ax, [("true", true_tos)], num_sectors)
-    scar = _sector_vector("scar_fraction", scar_fraction, num_sectors)
-    if scar is not None:
-        for start, length in _runs(scar >= constants.SCAR_THRESHOLD):
-            ax.add_patch(
-                Rectangle(
-                    (1.005, start - 0.5),
-                    0.03,
-                    length,
-                    transform=ax.get_yaxis_transform(),
-                    clip_on=False,
-                    color=SCAR_COLOUR,
-                )
-            )
-        handles.append(Patch(color=SCAR_COLOUR, label="scar"))
+    handles += _draw_scar_band(ax, scar_fraction, num_sectors, 0.03, "scar")
     ax.set_title("strain Ecc")
     if handles:
         ax.legend(handles=handles, loc="upper right", fontsize="x-small")
