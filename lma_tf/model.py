@@ -21,6 +21,8 @@ from lma_tf import constants
 
 TOS = "tos"
 LMA = "lma"
+# Cross-replica BatchNorm is a TensorFlow-backend feature of Keras.
+_SYNC_BN = keras.backend.backend() == "tensorflow"
 
 
 @keras.saving.register_keras_serializable(package="lma_tf")
@@ -83,7 +85,7 @@ def _conv_block(
         x = layers.MaxPooling2D((1, 2), name=f"{name}_pool")(x)
     # Synchronised: under tf.distribute every replica normalises with, and
     # stores, the statistics of the global batch (identical moving stats).
-    x = layers.BatchNormalization(synchronized=True, name=f"{name}_bn")(x)
+    x = layers.BatchNormalization(synchronized=_SYNC_BN, name=f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
