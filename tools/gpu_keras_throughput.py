@@ -9,20 +9,24 @@ Fails unless the backend runs on a GPU.
   python tools/gpu_keras_throughput.py [--backend=jax] [--steps=50]
 """
 
-import argparse
 import os
 import sys
 import time
 
+from absl import app, flags
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--backend", default="jax")
-    parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--batch_sizes", default="32,128")
-    parser.add_argument("--allow_cpu", action="store_true", help="for a dry run")
-    args = parser.parse_args()
-    os.environ["KERAS_BACKEND"] = args.backend
+_BACKEND = flags.DEFINE_enum(
+    "backend", "jax", ["jax", "tensorflow", "torch"], "Keras backend."
+)
+_STEPS = flags.DEFINE_integer("steps", 50, "Timed steps per configuration.")
+_BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["32", "128"], "Batch sizes.")
+_ALLOW_CPU = flags.DEFINE_bool("allow_cpu", False, "Run without a GPU (dry run).")
+
+
+def main(argv) -> None:
+    del argv
+    backend = _BACKEND.value
+    os.environ["KERAS_BACKEND"] = backend
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
     import keras
@@ -31,9 +35,9 @@ def main() -> None:
     from lma_tf import config as lma_config
     from lma_tf import model as lma_model
 
-    devices = _devices(args.backend)
+    devices = _devices(backend)
     print(f"keras {keras.__version__}, backend {keras.backend.backend()}, {devices}")
-    if not args.allow_cpu and not any(
+    if not _ALLOW_CPU.value and not any(
         "gpu" in d.lower() or "cuda" in d.lower() for d in devices
     ):
         sys.exit("gpu_keras_throughput: FAILED: the backend sees no GPU")
@@ -41,7 +45,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     for policy in ("float32", "mixed_float16"):
         keras.mixed_precision.set_global_policy(policy)
-        for batch in (int(b) for b in args.batch_sizes.split(",")):
+        for batch in (int(b) for b in _BATCH_SIZES.value):
             cfg = lma_config.base_config()
             cfg.model.tos_mean_ms = 40.0
             net = lma_model.build_model(cfg)
@@ -53,7 +57,7 @@ def main() -> None:
                 },
                 loss_weights={"tos": 1.0, "lma": 10.0},
             )
-            n = batch * args.steps
+            n = batch * _STEPS.value
             x = rng.normal(0.0, 0.05, (n, 128, 64)).astype("float32")
             y = {
                 "tos": rng.uniform(17, 140, (n, 128)).astype("float32"),
@@ -71,7 +75,7 @@ def main() -> None:
             seconds = time.perf_counter() - start
             print(
                 f"{policy:14s} batch {batch:4d}: {n / seconds:10.0f} examples/s "
-                f"({args.steps} steps)"
+                f"({_STEPS.value} steps)"
             )
 
 
@@ -90,4 +94,4 @@ def _devices(backend: str) -> list[str]:
 
 
 if __name__ == "__main__":
-    main()
+    app.run(main)
