@@ -22,7 +22,7 @@ Onset rule (per sector, on the smoothed strain of the real frames):
 
 Its known weakness, kept on purpose: scar barely shortens, so scarred sectors
 get a late TOS (often the end of the sequence) although their label is 17 ms,
-and `lma_from_tos` calls them LMA: it knows nothing about scar.
+and `metrics.lma_from_tos` calls them LMA: it knows nothing about scar.
 """
 
 from __future__ import annotations
@@ -132,12 +132,6 @@ def detect_batch(
     return (
         np.stack(out).astype(np.float32) if out else np.zeros(x.shape[:2], np.float32)
     )
-
-
-def lma_from_tos(tos_ms: np.ndarray) -> np.ndarray:
-    """Late-activation label per sector (1 = TOS > 17 ms + epsilon), blind to scar."""
-    late = np.asarray(tos_ms) > constants.TOS_FLOOR_MS + constants.LMA_TOS_EPS_MS
-    return late.astype(np.int64)
 
 
 def fit_threshold(

@@ -63,9 +63,7 @@ def predict_split(
             out = net(strain, training=False)
             tos = out["tos"].numpy()[:, :N] if "tos" in out else None
             if "lma" in out:
-                logits = out["lma"].numpy()[:, :N].astype(np.float64)
-                e = np.exp(logits - logits.max(axis=-1, keepdims=True))
-                prob = e[..., 1] / e.sum(axis=-1)
+                prob = metrics.lma_probability(out["lma"].numpy()[:, :N])
             else:  # regression only: late = TOS above the floor
                 prob = metrics.lma_from_tos(tos).astype(np.float64)
         else:
@@ -77,7 +75,7 @@ def predict_split(
                 ]
             )
             tos = classical.detect_batch(strain[:, :N], frames, **params)
-            prob = classical.lma_from_tos(tos).astype(np.float64)
+            prob = metrics.lma_from_tos(tos).astype(np.float64)
         batch["pred_tos"] = tos
         batch["lma_probability"] = prob
         for k, v in batch.items():

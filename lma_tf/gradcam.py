@@ -390,12 +390,6 @@ def load_slices(
     return list(found.values())
 
 
-def _softmax1(logits: np.ndarray) -> np.ndarray:
-    z = logits.astype(np.float64)
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e[..., 1] / e.sum(axis=-1)
-
-
 def explain(
     model: keras.Model,
     slices: Sequence[SliceInput],
@@ -414,7 +408,9 @@ def explain(
         strain = np.stack([s.strain for s in chunk]).astype(np.float32)
         pred = model(strain, training=False)
         tos = pred[TOS].numpy()[:, :N] if TOS in pred else None
-        prob = _softmax1(pred[LMA].numpy()[:, :N]) if LMA in pred else None
+        prob = (
+            metrics.lma_probability(pred[LMA].numpy()[:, :N]) if LMA in pred else None
+        )
         combined = (
             metrics.combine_tos(tos, prob)
             if tos is not None and prob is not None

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from lma_tf import atomic, constants
+from lma_tf.slices import lma_labels
 
 Number = float | int | None
 
@@ -78,10 +79,20 @@ def combine_tos(
     return np.where(prob >= threshold, tos, constants.TOS_FLOOR_MS)
 
 
+def lma_probability(logits: np.ndarray) -> np.ndarray:
+    """P(LMA) = softmax(2-class logits)[..., 1], computed stably in float64."""
+    z = np.asarray(logits, dtype=np.float64)
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e[..., 1] / e.sum(axis=-1)
+
+
 def lma_from_tos(tos_ms: np.ndarray) -> np.ndarray:
-    """Late activation from TOS alone (TOS > 17 ms + epsilon), as 0/1."""
-    late = np.asarray(tos_ms) > constants.TOS_FLOOR_MS + constants.LMA_TOS_EPS_MS
-    return late.astype(np.int64)
+    """Late activation from TOS alone (TOS > 17 ms + epsilon), as 0/1.
+
+    The records' label rule without scar: what a model with no LMA head (or
+    the classical detector, blind to scar) can say.
+    """
+    return lma_labels(tos_ms, None)
 
 
 @dataclasses.dataclass

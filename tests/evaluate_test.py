@@ -6,18 +6,7 @@ import os
 
 import pytest
 
-from lma_tf import evaluate, metrics, records, testing
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """Tiny multitask, regression-only and classical runs, 14-subject cohort."""
-    root = tmp_path_factory.mktemp("eval")
-    records_dir = testing.synthetic_records(str(root), 14, 1)
-    dirs = testing.train_tiny(
-        str(root), records_dir, ("multitask", "regression_only", "classical")
-    )
-    return root, dirs
+from lma_tf import evaluate, metrics, records
 
 
 def test_evaluate_writes_the_papers_metrics(trained, tmp_path):

@@ -30,25 +30,12 @@ from lma_tf import config as lma_config
 from lma_tf import (
     gradcam,
     model,
-    plots,
     preprocess,
-    testing,
     train,
 )
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N = 126
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """Tiny multitask, regression-only and classical runs, 14-subject cohort."""
-    root = tmp_path_factory.mktemp("gradcam")
-    records_dir = testing.synthetic_records(str(root), 14, 1)
-    dirs = testing.train_tiny(
-        str(root), records_dir, ("multitask", "regression_only", "classical")
-    )
-    return root, dirs
 
 
 @pytest.fixture(scope="module")
@@ -259,17 +246,10 @@ def test_compare_command_writes_side_by_side_figures(trained, tmp_path):
         assert f"regression_only/{sid}/lma" not in maps
 
 
-def test_explanation_figure_panels(trained, tmp_path, monkeypatch):
+def test_explanation_figure_panels(trained, tmp_path, captured):
     """In-process run: one strain panel + 2 multitask + 1 regression-only."""
     _, dirs = trained
-    figs = []
-    save = plots.save_figure
-
-    def keep(fig, path, **kw):
-        figs.append(fig)
-        return save(fig, path, **kw)
-
-    monkeypatch.setattr(plots, "save_figure", keep)
+    figs = captured
     result = gradcam.run_gradcam(
         [dirs["multitask"], dirs["regression_only"]],
         str(tmp_path),

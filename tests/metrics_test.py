@@ -247,3 +247,8 @@ def test_comparison_table():
     assert lines[3] == "| classification_only | - | 0.800 | - |"
     default = metrics.comparison_table(results)
     assert all(k in default.splitlines()[0] for k in metrics.DEFAULT_TABLE_KEYS)
+
+
+def test_lma_probability_is_a_stable_softmax():
+    logits = np.array([[[0.0, 0.0], [0.0, np.log(3.0)], [1000.0, -1000.0]]])
+    np.testing.assert_allclose(metrics.lma_probability(logits), [[0.5, 0.75, 0.0]])

@@ -30,20 +30,6 @@ def _no_temp_files(folder) -> None:
     assert not [n for n in os.listdir(folder) if n.endswith(".tmp")]
 
 
-@pytest.fixture
-def captured(monkeypatch):
-    """Keeps every figure handed to save_figure, so tests can inspect it."""
-    figs = []
-    save = plots.save_figure
-
-    def keep(fig, path, **kw):
-        figs.append(fig)
-        return save(fig, path, **kw)
-
-    monkeypatch.setattr(plots, "save_figure", keep)
-    return figs
-
-
 def _halves_strain(frames: int = 30) -> np.ndarray:
     strain = np.full((S, frames), -0.2)
     strain[S // 2 :] = 0.2  # upper half of the sectors stretches
