@@ -199,11 +199,7 @@ def predict(
     Raises:
       PredictError: no usable SavedModel, or no valid slice at all.
     """
-    if report is None:
-
-        def report(r: Reject) -> None:
-            tqdm.tqdm.write(r.line(), file=sys.stderr)
-
+    report = report or records.report_to_stderr
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     model = ServingModel(saved_model)

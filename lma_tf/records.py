@@ -94,6 +94,11 @@ def shard_name(split: str, index: int, count: int, compression: str) -> str:
     return f"{split}-{index:05d}-of-{count:05d}{suffix}"
 
 
+def report_to_stderr(r: Reject) -> None:
+    """The reject line on stderr, without breaking a progress bar."""
+    tqdm.tqdm.write(r.line(), file=sys.stderr)
+
+
 def collect_slices(
     inputs: Sequence[str],
     allow_pickle: bool = False,
@@ -330,12 +335,8 @@ def make_records(inputs: Sequence[str], options: RecordsOptions) -> dict:
     Raises:
       RecordsError: in strict mode on any reject, or when no slice is valid.
     """
-
-    def report(r: Reject) -> None:
-        tqdm.tqdm.write(r.line(), file=sys.stderr)
-
     slices, rejects, summary = collect_slices(
-        inputs, options.allow_pickle, options.progress, report
+        inputs, options.allow_pickle, options.progress, report_to_stderr
     )
     if options.strict and rejects:
         raise RecordsError(
