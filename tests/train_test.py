@@ -265,7 +265,7 @@ def test_sigkilled_run_resumes_when_restarted_with_the_same_command(
         f"--records_dir={records_dir}",
         f"--model_dir={model_dir}",
         "--config.train.batch_size=8",
-        "--config.train.epochs=12",
+        "--config.train.epochs=30",
         "--config.train.steps_per_epoch=3",
         "--config.train.backup_every_steps=1",
         "--config.train.early_stopping_patience=0",
@@ -278,22 +278,26 @@ def test_sigkilled_run_resumes_when_restarted_with_the_same_command(
     proc = subprocess.Popen(
         cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
+
+    def backup_steps() -> list[int]:
+        names = glob.glob(str(model_dir / "backup" / "ckpt-*.index"))
+        return [int(os.path.basename(p)[5:-6]) for p in names]
+
+    # Kept backups: one, renamed every step; wait until one is past step 5.
     deadline = time.time() + 240
-    while not glob.glob(str(model_dir / "backup" / "ckpt-5.index")):
+    while max(backup_steps(), default=0) < 5:
         assert proc.poll() is None, "training ended before it could be killed"
         assert time.time() < deadline
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)  # no cleanup, no final save
     proc.wait()
-    killed_at = max(
-        int(os.path.basename(p)[5:-6])
-        for p in glob.glob(str(model_dir / "backup" / "ckpt-*.index"))
-    )
-    assert 5 <= killed_at < 36
+    killed_at = max(backup_steps())
+    assert 5 <= killed_at < 90
     again = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "[train] resumed from" in again.stderr
-    resumed_epoch = int(again.stderr.split("at epoch ")[1].split(",")[0])
-    assert resumed_epoch == killed_at // 3
+    where = again.stderr.split("at epoch ")[1]
+    epoch, step = int(where.split(",")[0]), int(where.split("step ")[1].split()[0])
+    assert epoch * 3 + step == killed_at  # resumed at the backup, not from 0
     history = json.loads((model_dir / "history.json").read_text())
-    assert [h["epoch"] for h in history] == list(range(12))
+    assert [h["epoch"] for h in history] == list(range(30))
