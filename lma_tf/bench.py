@@ -11,7 +11,10 @@ import numpy as np
 import tensorflow as tf
 
 from lma_tf import config as lma_config
-from lma_tf import pipeline, records, synthetic, synthetic_io
+from lma_tf.data import pipeline
+from lma_tf.data import records
+from lma_tf.data import synthetic
+from lma_tf.data import synthetic_io
 
 
 def _examples_per_second(ds: tf.data.Dataset, epochs: int) -> float:
@@ -120,8 +123,9 @@ def bench_serve(
     `batch_size`-slice calls (throughput). ONNX Runtime figures are left out,
     with the reason, when the `onnx` extra is not installed.
     """
-    from lma_tf import export, predict
-    from lma_tf import model as lma_model
+    from lma_tf.serving import export
+    from lma_tf.serving import predict
+    from lma_tf.models import networks as lma_model
 
     cfg = lma_config.base_config()
     rng = np.random.default_rng(seed)
@@ -186,8 +190,8 @@ def bench_train(
     """
     import keras
 
-    from lma_tf import model as lma_model
-    from lma_tf import train
+    from lma_tf.models import networks as lma_model
+    from lma_tf.training import train_lib as train
 
     out: dict = {"cpu_count": os.cpu_count(), "tensorflow": tf.__version__}
     with tempfile.TemporaryDirectory() as tmp:

@@ -7,7 +7,7 @@ import os
 import numpy as np
 
 from lma_tf import constants
-from lma_tf.slices import DenseSlice
+from lma_tf.data.slices import DenseSlice
 
 
 def random_slice(
@@ -76,7 +76,9 @@ def write_cohort_npz(
 
 def synthetic_records(root: str, num_subjects: int, seed: int) -> str:
     """A synthetic cohort as npz under root/c and its records under root/r."""
-    from lma_tf import records, synthetic, synthetic_io
+    from lma_tf.data import records
+    from lma_tf.data import synthetic
+    from lma_tf.data import synthetic_io
 
     cohort_dir, records_dir = os.path.join(root, "c"), os.path.join(root, "r")
     synthetic_io.write_cohort(
@@ -107,7 +109,7 @@ def tiny_config(cfg, records_dir: str, **train_overrides):
 def train_tiny(root: str, records_dir: str, experiments, epochs: int = 1) -> dict:
     """Trains tiny runs of the named experiments; returns {name: model_dir}."""
     from lma_tf import config as lma_config
-    from lma_tf import train
+    from lma_tf.training import train_lib as train
 
     dirs = {}
     for name in experiments:

@@ -18,7 +18,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from lma_tf import constants, plots
+from lma_tf import constants
+from lma_tf.viz import plots
 
 N = constants.NUM_SECTORS
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -311,7 +312,7 @@ def test_activation_map_command(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
     proc = subprocess.run(
         [
-            sys.executable, "-m", "lma_tf.plots", "activation_map",
+            sys.executable, "-m", "lma_tf.viz.plots", "activation_map",
             f"--predictions={path}", f"--output_dir={out}",
         ],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
@@ -327,7 +328,7 @@ def test_activation_map_command(tmp_path):
     for n in names:
         _assert_png(out / n)
     bad = subprocess.run(
-        [sys.executable, "-m", "lma_tf.plots", "draw", f"--predictions={path}"],
+        [sys.executable, "-m", "lma_tf.viz.plots", "draw", f"--predictions={path}"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert bad.returncode != 0 and "activation_map" in bad.stderr

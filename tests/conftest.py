@@ -54,7 +54,7 @@ def trained(tmp_path_factory):
 @pytest.fixture
 def captured(monkeypatch):
     """Keeps every figure handed to plots.save_figure, so tests can inspect it."""
-    from lma_tf import plots
+    from lma_tf.viz import plots
 
     figs = []
     save = plots.save_figure

@@ -6,7 +6,9 @@ import os
 
 import pytest
 
-from lma_tf import evaluate, metrics, records
+from lma_tf.evaluation import evaluate
+from lma_tf.evaluation import metrics
+from lma_tf.data import records
 
 
 def test_evaluate_writes_the_papers_metrics(trained, tmp_path):

@@ -19,20 +19,17 @@ import pytest
 import tensorflow as tf
 
 from lma_tf import config as lma_config
-from lma_tf import (
-    constants,
-    export,
-    features,
-    pipeline,
-    predict,
-    preprocess,
-    records,
-    synthetic,
-    synthetic_io,
-    testing,
-)
-from lma_tf import train as lma_train
-from lma_tf.slices import DenseSlice
+from lma_tf import constants, testing
+from lma_tf.serving import export
+from lma_tf.data import features
+from lma_tf.data import pipeline
+from lma_tf.serving import predict
+from lma_tf.data import preprocess
+from lma_tf.data import records
+from lma_tf.data import synthetic
+from lma_tf.data import synthetic_io
+from lma_tf.training import train_lib as lma_train
+from lma_tf.data.slices import DenseSlice
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FRAME_COUNTS = (20, 40, 64, 100)
@@ -273,7 +270,7 @@ def test_export_refuses_model_dir_without_checkpoint(trained, tmp_path):
         [
             sys.executable,
             "-m",
-            "lma_tf.export",
+            "lma_tf.serving.export",
             f"--model_dir={untrained}",
             f"--export_dir={tmp_path / 'e'}",
         ]

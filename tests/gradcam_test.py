@@ -1,6 +1,6 @@
 """Grad-CAM: tf-keras-vis maps agree with a direct GradientTape Grad-CAM.
 
-The reference below is written independently of `lma_tf.gradcam`: it takes
+The reference below is written independently of `lma_tf.viz.gradcam`: it takes
 the original (dict-output) model, a functional sub-model to the target conv
 layer, `tf.GradientTape` on the unscaled score (TOS in ms at the run centre;
 summed LMA logit margin over the run), Grad-CAM's channel weights (mean
@@ -27,12 +27,10 @@ import pytest
 import tensorflow as tf
 
 from lma_tf import config as lma_config
-from lma_tf import (
-    gradcam,
-    model,
-    preprocess,
-    train,
-)
+from lma_tf.viz import gradcam
+from lma_tf.models import networks as model
+from lma_tf.data import preprocess
+from lma_tf.training import train_lib as train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N = 126
@@ -218,7 +216,7 @@ def test_compare_command_writes_side_by_side_figures(trained, tmp_path):
     out = tmp_path / "g"
     proc = subprocess.run(
         [
-            sys.executable, "-m", "lma_tf.gradcam",
+            sys.executable, "-m", "lma_tf.viz.gradcam",
             f"--compare={dirs['multitask']},{dirs['regression_only']}",
             "--split=test", "--num_slices=2", f"--output_dir={out}",
         ],

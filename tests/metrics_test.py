@@ -10,7 +10,8 @@ import os
 import numpy as np
 import pytest
 
-from lma_tf import constants, metrics
+from lma_tf import constants
+from lma_tf.evaluation import metrics
 
 # Two slices x 4 sectors, small enough to compute by hand. Sector 3 of slice 1
 # has weight 0 (a padded sector): its error of 6 ms must never count.

@@ -5,8 +5,11 @@ import pytest
 import tensorflow as tf
 
 from lma_tf import config as lma_config
-from lma_tf import pipeline, preprocess, records, testing
-from lma_tf.slices import lma_labels
+from lma_tf import testing
+from lma_tf.data import pipeline
+from lma_tf.data import preprocess
+from lma_tf.data import records
+from lma_tf.data.slices import lma_labels
 
 
 @pytest.fixture(scope="module")

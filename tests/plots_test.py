@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from matplotlib.patches import Rectangle
 
-from lma_tf import constants, plots
+from lma_tf import constants
+from lma_tf.viz import plots
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 S = constants.NUM_SECTORS
@@ -153,7 +154,7 @@ def test_comparison_bars_skip_none(tmp_path, captured):
 
 def test_modules_do_not_import_tensorflow():
     code = (
-        "import sys, lma_tf.metrics, lma_tf.plots, matplotlib;"
+        "import sys, lma_tf.evaluation.metrics, lma_tf.viz.plots, matplotlib;"
         "assert 'tensorflow' not in sys.modules;"
         "assert matplotlib.get_backend().lower() == 'agg'"
     )

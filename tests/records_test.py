@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from lma_tf import features, records, testing
-from lma_tf.slices import lma_labels
+from lma_tf import testing
+from lma_tf.data import features
+from lma_tf.data import records
+from lma_tf.data.slices import lma_labels
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -1,4 +1,4 @@
-"""Tests for lma_tf.sources: every source kind, its fallbacks and its rejects."""
+"""Tests for lma_tf.data.sources: every source kind, its fallbacks and its rejects."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import scipy.io
 
-from lma_tf import sources
-from lma_tf.slices import DenseSlice, Reject, validate_slice
+from lma_tf.data import sources
+from lma_tf.data.slices import DenseSlice, Reject, validate_slice
 
 S = 126
 

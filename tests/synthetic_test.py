@@ -6,8 +6,9 @@ import unittest
 import numpy as np
 import pytest
 
-from lma_tf import constants, synthetic
-from lma_tf.slices import validate_slice
+from lma_tf import constants
+from lma_tf.data import synthetic
+from lma_tf.data.slices import validate_slice
 
 SEED = 7
 

@@ -12,8 +12,12 @@ import pytest
 import tensorflow as tf
 
 from lma_tf import config as lma_config
-from lma_tf import losses, model, pipeline, testing, train
-from lma_tf import strategy as lma_strategy
+from lma_tf import testing
+from lma_tf.models import losses
+from lma_tf.models import networks as model
+from lma_tf.data import pipeline
+from lma_tf.training import train_lib as train
+from lma_tf.training import strategy as lma_strategy
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPERIMENTS = sorted(glob.glob(os.path.join(REPO, "experiments", "[a-z]*.py")))
@@ -202,7 +206,7 @@ def test_multi_worker_processes_end_with_identical_weights(records_dir, tmp_path
             "PYTHONPATH": REPO,
         }
         args = [
-            sys.executable, "-m", "lma_tf.train",
+            sys.executable, "-m", "lma_tf.training.train_lib",
             f"--config={REPO}/experiments/multitask.py",
             f"--records_dir={records_dir}",
             f"--model_dir={tmp_path / 'm'}",
@@ -260,7 +264,7 @@ def test_sigkilled_run_resumes_when_restarted_with_the_same_command(
 
     model_dir = tmp_path / "m"
     cmd = [
-        sys.executable, "-m", "lma_tf.train",
+        sys.executable, "-m", "lma_tf.training.train_lib",
         f"--config={REPO}/experiments/multitask.py",
         f"--records_dir={records_dir}",
         f"--model_dir={model_dir}",

@@ -29,8 +29,8 @@ import keras
 import tensorflow as tf
 
 from lma_tf import config as lma_config
-from lma_tf import strategy as lma_strategy
-from lma_tf import train
+from lma_tf.training import strategy as lma_strategy
+from lma_tf.training import train_lib as train
 
 work = sys.argv[1]
 cfg = lma_config.base_config()

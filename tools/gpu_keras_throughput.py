@@ -1,7 +1,7 @@
 """Indicative GPU throughput of the lma_tf network under another Keras backend.
 
 For accelerator machines without TensorFlow (where tools/gpu_check.sh cannot
-run): builds the same `lma_tf.model.build_model` network under Keras 3's JAX
+run): builds the same `lma_tf.models.networks.build_model` network under Keras 3's JAX
 backend and times `model.fit` on synthetic tensors (no tf.data, no
 tf.distribute: the network's own speed, not the project's training path).
 Fails unless the backend runs on a GPU.
@@ -33,7 +33,7 @@ def main(argv) -> None:
     import numpy as np
 
     from lma_tf import config as lma_config
-    from lma_tf import model as lma_model
+    from lma_tf.models import networks as lma_model
 
     devices = _devices(backend)
     print(f"keras {keras.__version__}, backend {keras.backend.backend()}, {devices}")

@@ -11,7 +11,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
-from lma_tf import records  # noqa: E402
+from lma_tf.data import records  # noqa: E402
 
 _INPUT = flags.DEFINE_multi_string(
     "input", None, "File, directory (recursive) or CSV manifest; repeatable."

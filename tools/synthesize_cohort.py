@@ -12,7 +12,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app, flags  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from lma_tf import synthetic, synthetic_io  # noqa: E402
+from lma_tf.data import synthetic_io  # noqa: E402
+from lma_tf.data import synthetic  # noqa: E402
 
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where the files go.")
 _NUM_SUBJECTS = flags.DEFINE_integer("num_subjects", 100, "Subjects to generate.")

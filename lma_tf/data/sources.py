@@ -45,7 +45,7 @@ import numpy as np
 import scipy.io
 
 from lma_tf import constants
-from lma_tf.slices import DenseSlice, Reject, SliceError
+from lma_tf.data.slices import DenseSlice, Reject, SliceError
 
 SLICE_EXTENSIONS = (".npz", ".npy", ".mat")
 MANIFEST_EXTENSION = ".csv"

@@ -24,8 +24,10 @@ import numpy as np
 import tensorflow as tf
 import tqdm
 
-from lma_tf import __version__, atomic, features, sources
-from lma_tf.slices import DenseSlice, Reject, SliceError, lma_labels, validate_slice
+from lma_tf import __version__, atomic
+from lma_tf.data import features
+from lma_tf.data import sources
+from lma_tf.data.slices import DenseSlice, Reject, SliceError, lma_labels, validate_slice
 
 MANIFEST = "manifest.json"
 SPLITS = ("train", "val", "test")

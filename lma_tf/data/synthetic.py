@@ -31,7 +31,7 @@ import numpy as np
 from scipy import ndimage
 
 from lma_tf import constants
-from lma_tf.slices import DenseSlice
+from lma_tf.data.slices import DenseSlice
 
 NUM_SECTORS = constants.NUM_SECTORS
 FRAME_PERIOD_MS = constants.DEFAULT_FRAME_PERIOD_MS

@@ -26,7 +26,7 @@ import numpy as np
 import scipy.io
 
 from lma_tf import atomic
-from lma_tf.slices import DenseSlice
+from lma_tf.data.slices import DenseSlice
 
 FORMATS = ("npz", "npy", "mat", "mat73")
 MANIFEST_NAME = "manifest.csv"
@@ -189,7 +189,7 @@ def _write_mat5(path: str, s: DenseSlice) -> None:
 
 
 _MAT73_HEADER_TEXT = (
-    b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created by: lma_tf.synthetic_io "
+    b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created by: lma_tf.data.synthetic_io "
     b"HDF5 schema 1.00 ."
 )
 

@@ -7,7 +7,7 @@
 - `plot_activation_map`: per-subject 3-D activation map (slices stacked by
   location on an LV-like shell, TOS colours, scar outlines, AHA boundaries).
 - `plot_bullseye`: AHA 16-segment bullseyes of TOS and scar.
-- `activation_maps_from_csv`, and `python -m lma_tf.plots activation_map
+- `activation_maps_from_csv`, and `python -m lma_tf.viz.plots activation_map
   --predictions=P.csv --output_dir=D`: both per subject of a prediction CSV.
 
 Every figure is saved through `save_figure` (temporary name in the target
@@ -944,7 +944,7 @@ def _float(cell: str) -> float:
 def read_predictions_csv(
     path: str, tos_column: str = "combined_tos_ms"
 ) -> dict[str, list[RingData]]:
-    """Rings per subject from a prediction CSV (the `lma_tf.predict` format).
+    """Rings per subject from a prediction CSV (the `lma_tf.serving.predict` format).
 
     One row per slice and sector (PREDICTION_COLUMNS, plus the optional
     OPTIONAL_COLUMNS); `tos_column` ("combined_tos_ms" or "tos_ms") becomes
@@ -1063,7 +1063,7 @@ COMMANDS = ("activation_map",)
 
 
 def main(argv: list[str]) -> None:
-    """absl entry point: `python -m lma_tf.plots activation_map --predictions=...`."""
+    """absl entry point: `python -m lma_tf.viz.plots activation_map --predictions=...`."""
     from lma_tf.cli import quiet_logs
 
     quiet_logs()
@@ -1089,7 +1089,7 @@ def main(argv: list[str]) -> None:
 def define_flags() -> None:
     from absl import flags
 
-    flags.DEFINE_string("predictions", None, "Prediction CSV (lma_tf.predict).")
+    flags.DEFINE_string("predictions", None, "Prediction CSV (lma_tf.serving.predict).")
     flags.DEFINE_string("output_dir", "activation_maps", "Where the PNGs go.")
     flags.DEFINE_enum("tos_column", "combined_tos_ms", TOS_COLUMNS, "TOS to colour.")
     flags.DEFINE_float(

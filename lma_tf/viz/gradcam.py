@@ -1,9 +1,9 @@
 """Grad-CAM explanations of the TOS and LMA heads, built on tf-keras-vis.
 
-  python -m lma_tf.gradcam --model_dir=M [--records_dir=D] --split=test \
+  python -m lma_tf.viz.gradcam --model_dir=M [--records_dir=D] --split=test \
       --output_dir=G [--method=gradcam|gradcam++|scorecam] [--num_slices=N] \
       [--slice_ids=a,b]
-  python -m lma_tf.gradcam --compare=M1,M2 ...   (same slices, side by side)
+  python -m lma_tf.viz.gradcam --compare=M1,M2 ...   (same slices, side by side)
 
 What is explained (as in Xing et al.): for the regression head, the last
 conv layer of the TOS branch (`tos_head_block{i}_conv`; `conv2` for the
@@ -57,7 +57,12 @@ from tf_keras_vis.gradcam import Gradcam
 from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
 from tf_keras_vis.scorecam import Scorecam
 
-from lma_tf import atomic, constants, metrics, pipeline, plots, preprocess, train
+from lma_tf import atomic, constants
+from lma_tf.evaluation import metrics
+from lma_tf.data import pipeline
+from lma_tf.viz import plots
+from lma_tf.data import preprocess
+from lma_tf.training import train_lib as train
 
 N = constants.NUM_SECTORS
 TOS = "tos"

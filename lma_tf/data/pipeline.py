@@ -20,7 +20,10 @@ import os
 import ml_collections
 import tensorflow as tf
 
-from lma_tf import constants, features, preprocess, records
+from lma_tf import constants
+from lma_tf.data import features
+from lma_tf.data import preprocess
+from lma_tf.data import records
 
 AUTOTUNE = tf.data.AUTOTUNE
 

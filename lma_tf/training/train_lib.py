@@ -1,6 +1,6 @@
 """Training: one custom loop for every tf.distribute strategy.
 
-  python -m lma_tf.train --config=experiments/multitask.py --records_dir=D \
+  python -m lma_tf.training.train_lib --config=experiments/multitask.py --records_dir=D \
       --model_dir=M [--strategy=default|mirrored|multi_worker|tpu] \
       [--config.train.epochs=N ...]
 
@@ -30,10 +30,14 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
-from lma_tf import atomic, classical, losses, pipeline, records
+from lma_tf import atomic
+from lma_tf.models import classical
+from lma_tf.models import losses
+from lma_tf.data import pipeline
+from lma_tf.data import records
 from lma_tf import config as lma_config
-from lma_tf import model as lma_model
-from lma_tf import strategy as lma_strategy
+from lma_tf.models import networks as lma_model
+from lma_tf.training import strategy as lma_strategy
 
 CONFIG_JSON = "config.json"
 HISTORY_JSON = "history.json"
@@ -492,7 +496,7 @@ def _checksum(model: keras.Model) -> float:
 
 def _plot_history(history: list[dict], model_dir: str) -> None:
     try:
-        from lma_tf import plots
+        from lma_tf.viz import plots
     except ImportError:  # plots are a convenience, never a reason to fail
         return
     series: dict[str, list[float]] = {}
@@ -513,7 +517,7 @@ def restore_best(config: ml_collections.ConfigDict, model_dir: str) -> keras.Mod
     if latest is None:
         raise FileNotFoundError(
             f"no trained checkpoint in {os.path.join(model_dir, BEST_DIR)}: "
-            "train first (python -m lma_tf.train ...)"
+            "train first (python -m lma_tf.training.train_lib ...)"
         )
     model = lma_model.build_model(config)
     # Every variable of the model must come from the checkpoint: a mismatch

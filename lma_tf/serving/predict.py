@@ -1,6 +1,6 @@
 """Batch prediction with an exported SavedModel over any input the records tool reads.
 
-  python -m lma_tf.predict --saved_model=E/<version> --input=PATH [--input=...] \
+  python -m lma_tf.serving.predict --saved_model=E/<version> --input=PATH [--input=...] \
       --output=P.csv [--allow_pickle] [--batch_size=64]
 
 Inputs are read and validated exactly as `tools/make_records.py` reads them
@@ -32,8 +32,10 @@ import numpy as np
 import tensorflow as tf
 import tqdm
 
-from lma_tf import atomic, constants, export, records
-from lma_tf.slices import DenseSlice, Reject
+from lma_tf import atomic, constants
+from lma_tf.serving import export
+from lma_tf.data import records
+from lma_tf.data.slices import DenseSlice, Reject
 
 CSV_COLUMNS = (
     "subject_id",

@@ -1,6 +1,6 @@
 """Export a trained model for serving: a versioned SavedModel, or ONNX.
 
-  python -m lma_tf.export --model_dir=M --export_dir=E \
+  python -m lma_tf.serving.export --model_dir=M --export_dir=E \
       [--format=saved_model|onnx] [--version=N]
 
 writes `E/<N>/` (N defaults to the next free integer, the layout TensorFlow
@@ -9,7 +9,7 @@ temporary sibling (`E/.tmp-...`) and renamed into place only once complete,
 so a half-written export never looks like a servable version.
 
 The SavedModel has two signatures, both with all preprocessing in the graph
-(the very `lma_tf.preprocess` ops the training pipeline applies, and the
+(the very `lma_tf.data.preprocess` ops the training pipeline applies, and the
 normalisation with the train-split statistics inside the Keras model), so
 there is no train/serve skew:
 
@@ -51,9 +51,11 @@ import keras
 import ml_collections
 import tensorflow as tf
 
-from lma_tf import atomic, constants, features, preprocess
-from lma_tf import model as lma_model
-from lma_tf import train as lma_train
+from lma_tf import atomic, constants
+from lma_tf.data import features
+from lma_tf.data import preprocess
+from lma_tf.models import networks as lma_model
+from lma_tf.training import train_lib as lma_train
 
 SERVING_SIGNATURE = "serving_default"
 EXAMPLES_SIGNATURE = "serve_examples"
@@ -242,7 +244,7 @@ def check_exportable(config: ml_collections.ConfigDict) -> None:
     if kind == "classical":
         raise ExportError(
             "model.kind='classical' is the non-learned onset detector: it has no "
-            "network to export (run it with lma_tf.classical)"
+            "network to export (run it with lma_tf.models.classical)"
         )
     if kind == "classification_only":
         raise ExportError(
@@ -446,7 +448,7 @@ def main(argv: list[str]) -> None:
 def define_flags() -> None:
     from absl import flags
 
-    flags.DEFINE_string("model_dir", None, "Trained model dir (lma_tf.train).")
+    flags.DEFINE_string("model_dir", None, "Trained model dir (lma_tf.training.train_lib).")
     flags.DEFINE_string("export_dir", None, "Base dir; the export goes to <dir>/<N>.")
     flags.DEFINE_enum("format", "saved_model", list(FORMATS), "Export format.")
     flags.DEFINE_integer("version", None, "Version number (default: next free).")

@@ -1,7 +1,7 @@
 """Evaluation on a split: the paper's metrics, per-slice CSV and figures.
 
-  python -m lma_tf.evaluate --model_dir=M --records_dir=D --split=test --output_dir=R
-  python -m lma_tf.evaluate --compare=M1,M2,M3 --records_dir=D --output_dir=R
+  python -m lma_tf.evaluation.evaluate --model_dir=M --records_dir=D --split=test --output_dir=R
+  python -m lma_tf.evaluation.evaluate --compare=M1,M2,M3 --records_dir=D --output_dir=R
 
 R/metrics.json, R/per_slice.csv, R/figures/*.png; with --compare,
 R/comparison.md, R/comparison.json and R/comparison.png.
@@ -17,16 +17,13 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from lma_tf import (
-    atomic,
-    classical,
-    constants,
-    metrics,
-    pipeline,
-    plots,
-    preprocess,
-    train,
-)
+from lma_tf import atomic, constants
+from lma_tf.models import classical
+from lma_tf.evaluation import metrics
+from lma_tf.data import pipeline
+from lma_tf.viz import plots
+from lma_tf.data import preprocess
+from lma_tf.training import train_lib as train
 
 N = constants.NUM_SECTORS
 

@@ -1,0 +1,92 @@
+"""The command layer: one thin absl binary per command, `lma_tf/cli/<name>.py`.
+
+Each command module defines its flags at import time, with nothing heavier
+than absl and ml_collections imported (so `--help` is fast and TensorFlow
+stays out of it), and a `main(argv)` that validates the flags, builds the
+library's arguments and calls one library function. The library never reads
+FLAGS. `run` wraps every `main` so that a user mistake prints one line,
+`lma-tf NAME: error: ...`, and exits non-zero without a traceback.
+
+Commands are reached three ways, all the same `main`: `lma-tf NAME [flags]`
+(console script), `python -m lma_tf.cli.NAME`, and `python tools/NAME.py`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable
+
+# name -> one-line description (the order is the order of the workflow).
+COMMANDS = {
+    "synthesize": "write a synthetic DENSE cohort in one of the input formats",
+    "convert": "validate DENSE inputs and write subject-split TFRecords",
+    "train": "train one experiment under a tf.distribute strategy",
+    "evaluate": "the paper's metrics on a split, or a comparison of runs",
+    "export": "export a trained run as a SavedModel (and/or ONNX)",
+    "predict": "predict TOS and LMA for raw DENSE inputs with an export",
+    "explain": "Grad-CAM explanations of the trained heads",
+    "maps": "3-D activation maps and AHA bullseyes from a prediction CSV",
+    "demo": "the whole pipeline end to end on the synthetic cohort",
+    "benchmark": "speed and memory benchmarks",
+}
+
+
+def quiet_logs() -> None:
+    """WARNING-level absl/TensorFlow logs unless --verbosity was given.
+
+    TensorFlow's checkpoint and SavedModel code logs at INFO on every save,
+    which buries the progress bars and results people came for.
+    """
+    from absl import flags, logging
+
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
+
+
+def fail(command: str, message: str, code: int = 2) -> None:
+    """Prints `lma-tf COMMAND: error: MESSAGE` and exits with `code`."""
+    from lma_tf import textsafe
+
+    print(f"lma-tf {command}: error: {textsafe.clean(message)}", file=sys.stderr)
+    sys.exit(code)
+
+
+def run(command: str, main: Callable[[list[str]], None], argv=None) -> None:
+    """absl's `app.run(main)`, with the library's errors turned into one line."""
+    from absl import app
+
+    from lma_tf.errors import LmaError
+
+    def guarded(args: list[str]) -> None:
+        quiet_logs()
+        try:
+            main(args)
+        except LmaError as e:
+            fail(command, str(e), e.exit_code)
+        except FileNotFoundError as e:
+            fail(command, str(e), 2)
+        except KeyboardInterrupt:
+            fail(command, "interrupted; rerun the same command to resume", 130)
+
+    app.run(guarded, argv=argv)
+
+
+def dispatch(argv: list[str] | None = None) -> None:
+    """Console script `lma-tf NAME [flags]`: runs the `main` of command NAME."""
+    argv = list(sys.argv if argv is None else argv)
+    usage = "usage: lma-tf COMMAND [--flags]  (lma-tf COMMAND --help)\n\ncommands:\n"
+    usage += "".join(f"  {k:<11} {v}\n" for k, v in COMMANDS.items())
+    if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
+        print(usage, end="")
+        sys.exit(0 if len(argv) >= 2 else 2)
+    name = argv[1]
+    if name not in COMMANDS:
+        import difflib
+
+        close = difflib.get_close_matches(name, COMMANDS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        print(f"lma-tf: error: unknown command {name!r}{hint}\n\n{usage}", end="")
+        sys.exit(2)
+    module = importlib.import_module(f"lma_tf.cli.{name}")
+    run(name, module.main, argv=[f"lma-tf {name}", *argv[2:]])
