@@ -11,10 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from lma_tf import config as lma_config
-from lma_tf.data import pipeline
-from lma_tf.data import records
-from lma_tf.data import synthetic
-from lma_tf.data import synthetic_io
+from lma_tf.data import pipeline, records, synthetic, synthetic_io
 
 
 def _examples_per_second(ds: tf.data.Dataset, epochs: int) -> float:
@@ -123,9 +120,8 @@ def bench_serve(
     `batch_size`-slice calls (throughput). ONNX Runtime figures are left out,
     with the reason, when the `onnx` extra is not installed.
     """
-    from lma_tf.serving import export
-    from lma_tf.serving import predict
     from lma_tf.models import networks as lma_model
+    from lma_tf.serving import export, predict
 
     cfg = lma_config.base_config()
     rng = np.random.default_rng(seed)

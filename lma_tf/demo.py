@@ -15,16 +15,11 @@ import json
 import os
 
 from lma_tf import config as lma_config
-from lma_tf.evaluation import evaluate
-from lma_tf.serving import export
-from lma_tf.viz import gradcam
-from lma_tf.evaluation import metrics
-from lma_tf.viz import plots
-from lma_tf.serving import predict
-from lma_tf.data import records
-from lma_tf.data import synthetic
-from lma_tf.data import synthetic_io
+from lma_tf.data import records, synthetic, synthetic_io
+from lma_tf.evaluation import evaluate, metrics
+from lma_tf.serving import export, predict
 from lma_tf.training import train_lib as train
+from lma_tf.viz import gradcam, plots
 
 
 def run_demo(

@@ -76,9 +76,7 @@ def write_cohort_npz(
 
 def synthetic_records(root: str, num_subjects: int, seed: int) -> str:
     """A synthetic cohort as npz under root/c and its records under root/r."""
-    from lma_tf.data import records
-    from lma_tf.data import synthetic
-    from lma_tf.data import synthetic_io
+    from lma_tf.data import records, synthetic, synthetic_io
 
     cohort_dir, records_dir = os.path.join(root, "c"), os.path.join(root, "r")
     synthetic_io.write_cohort(

@@ -9,7 +9,7 @@ from lma_tf import testing
 from lma_tf.data import pipeline
 from lma_tf.data import preprocess
 from lma_tf.data import records
-from lma_tf.data.slices import lma_labels
+from lma_tf.rules import lma_labels
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import tensorflow as tf
 from lma_tf import testing
 from lma_tf.data import features
 from lma_tf.data import records
-from lma_tf.data.slices import lma_labels
+from lma_tf.rules import lma_labels
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -11,7 +11,8 @@ import numpy as np
 import tensorflow as tf
 
 from lma_tf import constants
-from lma_tf.data.slices import DenseSlice, lma_labels
+from lma_tf.data.slices import DenseSlice
+from lma_tf.rules import lma_labels
 
 SCHEMA_VERSION = 1
 

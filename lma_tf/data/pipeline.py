@@ -21,9 +21,7 @@ import ml_collections
 import tensorflow as tf
 
 from lma_tf import constants
-from lma_tf.data import features
-from lma_tf.data import preprocess
-from lma_tf.data import records
+from lma_tf.data import features, preprocess, records
 
 AUTOTUNE = tf.data.AUTOTUNE
 

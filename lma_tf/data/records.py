@@ -25,9 +25,9 @@ import tensorflow as tf
 import tqdm
 
 from lma_tf import __version__, atomic
-from lma_tf.data import features
-from lma_tf.data import sources
-from lma_tf.data.slices import DenseSlice, Reject, SliceError, lma_labels, validate_slice
+from lma_tf.data import features, sources
+from lma_tf.data.slices import DenseSlice, Reject, SliceError, validate_slice
+from lma_tf.rules import lma_labels
 
 MANIFEST = "manifest.json"
 SPLITS = ("train", "val", "test")

@@ -67,15 +67,6 @@ class Reject:
         return dataclasses.asdict(self)
 
 
-def lma_labels(tos_ms: np.ndarray, scar_fraction: np.ndarray | None) -> np.ndarray:
-    """Scar-free late-activation label per sector (1 = candidate pacing site)."""
-    late = np.asarray(tos_ms) > constants.TOS_FLOOR_MS + constants.LMA_TOS_EPS_MS
-    if scar_fraction is None:
-        return late.astype(np.int64)
-    scar = np.asarray(scar_fraction) >= constants.SCAR_THRESHOLD
-    return (late & ~scar).astype(np.int64)
-
-
 def _as_vector(name: str, value, n: int) -> np.ndarray:
     arr = np.asarray(value, dtype=np.float64)
     arr = np.squeeze(arr)

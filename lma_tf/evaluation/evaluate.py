@@ -18,12 +18,11 @@ import numpy as np
 import tqdm
 
 from lma_tf import atomic, constants
-from lma_tf.models import classical
+from lma_tf.data import pipeline, preprocess
 from lma_tf.evaluation import metrics
-from lma_tf.data import pipeline
-from lma_tf.viz import plots
-from lma_tf.data import preprocess
+from lma_tf.models import classical
 from lma_tf.training import train_lib as train
+from lma_tf.viz import plots
 
 N = constants.NUM_SECTORS
 

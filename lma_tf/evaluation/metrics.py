@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from lma_tf import atomic, constants
-from lma_tf.data.slices import lma_labels
+from lma_tf.rules import lma_labels
 
 Number = float | int | None
 

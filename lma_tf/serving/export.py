@@ -52,8 +52,7 @@ import ml_collections
 import tensorflow as tf
 
 from lma_tf import atomic, constants
-from lma_tf.data import features
-from lma_tf.data import preprocess
+from lma_tf.data import features, preprocess
 from lma_tf.models import networks as lma_model
 from lma_tf.training import train_lib as lma_train
 

@@ -33,9 +33,9 @@ import tensorflow as tf
 import tqdm
 
 from lma_tf import atomic, constants
-from lma_tf.serving import export
 from lma_tf.data import records
 from lma_tf.data.slices import DenseSlice, Reject
+from lma_tf.serving import export
 
 CSV_COLUMNS = (
     "subject_id",

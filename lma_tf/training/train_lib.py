@@ -31,11 +31,9 @@ import numpy as np
 import tensorflow as tf
 
 from lma_tf import atomic
-from lma_tf.models import classical
-from lma_tf.models import losses
-from lma_tf.data import pipeline
-from lma_tf.data import records
 from lma_tf import config as lma_config
+from lma_tf.data import pipeline, records
+from lma_tf.models import classical, losses
 from lma_tf.models import networks as lma_model
 from lma_tf.training import strategy as lma_strategy
 

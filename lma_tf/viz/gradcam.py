@@ -58,11 +58,10 @@ from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
 from tf_keras_vis.scorecam import Scorecam
 
 from lma_tf import atomic, constants
+from lma_tf.data import pipeline, preprocess
 from lma_tf.evaluation import metrics
-from lma_tf.data import pipeline
-from lma_tf.viz import plots
-from lma_tf.data import preprocess
 from lma_tf.training import train_lib as train
+from lma_tf.viz import plots
 
 N = constants.NUM_SECTORS
 TOS = "tos"
