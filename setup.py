@@ -9,7 +9,11 @@ setup(
     name="lma_tf",
     version="0.1.0",
     description="Late mechanical activation detection from cine DENSE MRI strain",
-    packages=find_packages(include=["lma_tf", "lma_tf.*"]),
+    # experiments/ (the named configs) ships inside the wheel as
+    # lma_tf.experiments, so an installed copy finds `--config=multitask` too.
+    packages=[*find_packages(include=["lma_tf", "lma_tf.*"]), "lma_tf.experiments"],
+    package_dir={"lma_tf.experiments": "experiments"},
+    entry_points={"console_scripts": ["lma-tf = lma_tf.cli:dispatch"]},
     python_requires=">=3.10",
     install_requires=[
         "keras>=3.3",

@@ -7,17 +7,17 @@ The library never reads absl FLAGS: binaries hand it this object.
 
 from __future__ import annotations
 
+import difflib
+import importlib.util
+import os
+
 import ml_collections
 
 from lma_tf import constants
+from lma_tf.errors import UsageError
+from lma_tf.models import registry
 
-EXPERIMENT_KINDS = (
-    "multitask",
-    "regression_only",
-    "classification_only",
-    "isbi2021",
-    "classical",
-)
+EXPERIMENT_KINDS = registry.names()  # the model kinds, one experiment each
 
 # Validation metrics a run may select its best checkpoint on, and direction.
 SELECTION_METRICS = {
@@ -94,8 +94,7 @@ def base_config() -> ml_collections.ConfigDict:
 
 def validate_config(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """Raises ValueError on an inconsistent config; returns it otherwise."""
-    if c.model.kind not in EXPERIMENT_KINDS:
-        raise ValueError(f"model.kind={c.model.kind!r} not in {EXPERIMENT_KINDS}")
+    kind = registry.get(c.model.kind)  # ValueError naming the known kinds
     if not constants.MIN_FRAMES <= c.data.num_frames <= constants.MAX_FRAMES:
         raise ValueError(f"data.num_frames={c.data.num_frames} out of range")
     if c.data.num_sectors < constants.NUM_SECTORS:
@@ -113,16 +112,13 @@ def validate_config(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
             f"train.selection_metric={c.train.selection_metric!r} not in "
             f"{sorted(SELECTION_METRICS)}"
         )
-    if c.model.kind == "classification_only" and "tos" in c.train.selection_metric:
-        raise ValueError("classification_only has no TOS to select on")
-    if (
-        c.model.kind in ("regression_only", "isbi2021")
-        and "lma" in c.train.selection_metric
-    ):
-        raise ValueError(f"{c.model.kind} has no LMA head to select on")
+    if not kind.has_tos and "tos" in c.train.selection_metric:
+        raise ValueError(f"{kind.name} has no TOS head to select on")
+    if not kind.has_lma and "lma" in c.train.selection_metric:
+        raise ValueError(f"{kind.name} has no LMA head to select on")
     if set(c.loss.weights.keys()) - {"tos", "lma"}:
         raise ValueError(f"loss.weights keys must be tos/lma, got {c.loss.weights}")
-    if c.model.kind != "classical" and c.model.kind != "isbi2021":
+    if kind.pools_frames:
         pools = c.model.frame_pools
         if not 0 <= pools <= len(c.model.trunk_channels):
             raise ValueError("model.frame_pools must be <= len(trunk_channels)")
@@ -133,18 +129,58 @@ def validate_config(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     return c
 
 
-def load_experiment(name_or_path: str) -> ml_collections.ConfigDict:
-    """`get_config()` of experiments/NAME.py (or of a config file path)."""
-    import importlib.util
-    import os
+def experiments_dir() -> str:
+    """The folder of the named experiment configs.
 
-    path = name_or_path
-    if not path.endswith(".py"):
-        repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        path = os.path.join(repo, "experiments", f"{name_or_path}.py")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"experiment config {path} not found")
-    spec = importlib.util.spec_from_file_location(f"experiment_{os.getpid()}", path)
+    In a source checkout it is the top-level `experiments/`; an installed
+    wheel ships the same files as the `lma_tf.experiments` package.
+    """
+    here = os.path.dirname(os.path.abspath(__file__))
+    for candidate in (
+        os.path.join(os.path.dirname(here), "experiments"),
+        os.path.join(here, "experiments"),
+    ):
+        if os.path.isfile(os.path.join(candidate, "multitask.py")):
+            return candidate
+    raise UsageError("no experiments folder found: is lma_tf installed completely?")
+
+
+def experiment_names() -> list[str]:
+    """The named experiments (file stems of `experiments/*.py`)."""
+    return sorted(
+        f[:-3]
+        for f in os.listdir(experiments_dir())
+        if f.endswith(".py") and not f.startswith("_")
+    )
+
+
+def experiment_path(name_or_path: str) -> str:
+    """The config file of an experiment given by name (`multitask`) or path.
+
+    Raises:
+      UsageError: no such experiment (the message lists the known names and
+        the closest match).
+    """
+    if name_or_path.endswith(".py") or os.sep in name_or_path:
+        if not os.path.isfile(name_or_path):
+            raise UsageError(f"experiment config file {name_or_path} not found")
+        return name_or_path
+    path = os.path.join(experiments_dir(), f"{name_or_path}.py")
+    if os.path.isfile(path):
+        return path
+    names = experiment_names()
+    close = difflib.get_close_matches(name_or_path, names, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise UsageError(
+        f"unknown experiment {name_or_path!r}{hint}; known: {', '.join(names)}"
+    )
+
+
+def load_experiment(name_or_path: str) -> ml_collections.ConfigDict:
+    """`get_config()` of an experiment given by name or by config file path."""
+    path = experiment_path(name_or_path)
+    stem = os.path.splitext(os.path.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(f"lma_tf_experiment_{stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return validate_config(module.get_config())

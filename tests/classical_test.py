@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from lma_tf import constants
-from lma_tf.models import classical
-from lma_tf.evaluation import metrics
 from lma_tf.data import synthetic
+from lma_tf.evaluation import metrics
+from lma_tf.models import classical
 
 PERIOD = constants.DEFAULT_FRAME_PERIOD_MS
 N = constants.NUM_SECTORS

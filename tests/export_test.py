@@ -20,16 +20,10 @@ import tensorflow as tf
 
 from lma_tf import config as lma_config
 from lma_tf import constants, testing
-from lma_tf.serving import export
-from lma_tf.data import features
-from lma_tf.data import pipeline
-from lma_tf.serving import predict
-from lma_tf.data import preprocess
-from lma_tf.data import records
-from lma_tf.data import synthetic
-from lma_tf.data import synthetic_io
-from lma_tf.training import train_lib as lma_train
+from lma_tf.data import features, pipeline, preprocess, records, synthetic, synthetic_io
 from lma_tf.data.slices import DenseSlice
+from lma_tf.serving import export, predict
+from lma_tf.training import train_lib as lma_train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FRAME_COUNTS = (20, 40, 64, 100)

@@ -27,10 +27,10 @@ import pytest
 import tensorflow as tf
 
 from lma_tf import config as lma_config
-from lma_tf.viz import gradcam
-from lma_tf.models import networks as model
 from lma_tf.data import preprocess
+from lma_tf.models import networks as model
 from lma_tf.training import train_lib as train
+from lma_tf.viz import gradcam
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N = 126

@@ -6,9 +6,7 @@ import tensorflow as tf
 
 from lma_tf import config as lma_config
 from lma_tf import testing
-from lma_tf.data import pipeline
-from lma_tf.data import preprocess
-from lma_tf.data import records
+from lma_tf.data import pipeline, preprocess, records
 from lma_tf.rules import lma_labels
 
 

@@ -12,8 +12,7 @@ import pytest
 import tensorflow as tf
 
 from lma_tf import testing
-from lma_tf.data import features
-from lma_tf.data import records
+from lma_tf.data import features, records
 from lma_tf.rules import lma_labels
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -12,9 +12,7 @@ import h5py
 import numpy as np
 import scipy.io
 
-from lma_tf.data import sources
-from lma_tf.data import synthetic
-from lma_tf.data import synthetic_io
+from lma_tf.data import sources, synthetic, synthetic_io
 from lma_tf.data.slices import DenseSlice, validate_slice
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -13,11 +13,11 @@ import tensorflow as tf
 
 from lma_tf import config as lma_config
 from lma_tf import testing
+from lma_tf.data import pipeline
 from lma_tf.models import losses
 from lma_tf.models import networks as model
-from lma_tf.data import pipeline
-from lma_tf.training import train_lib as train
 from lma_tf.training import strategy as lma_strategy
+from lma_tf.training import train_lib as train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPERIMENTS = sorted(glob.glob(os.path.join(REPO, "experiments", "[a-z]*.py")))

@@ -42,12 +42,13 @@ def shard_files(records_dir: str, split: str) -> tuple[list[str], str]:
 
 
 def parse_and_fit(serialized: tf.Tensor, data: ml_collections.ConfigDict) -> dict:
-    """One serialized example -> fixed-size tensors (126 sectors, T frames)."""
+    """One serialized example -> fixed-size tensors (126 sectors, T frames).
+
+    The strain is fitted by `preprocess.fit_to_model`, the op the SavedModel
+    signatures call too (no train/serve skew).
+    """
     p = features.parse_example(serialized)
-    strain = preprocess.resample_frames(
-        p["strain"], p[features.FRAME_PERIOD], data.frame_period_ms
-    )
-    strain = preprocess.fit_frames(strain, data.num_frames, data.drop_last_frames)
+    strain = preprocess.fit_to_model(p["strain"], p[features.FRAME_PERIOD], data)
     has_tos = tf.cast(p[features.HAS_TOS], tf.float32)
     return {
         "strain": strain,

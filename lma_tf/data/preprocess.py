@@ -1,11 +1,14 @@
 """In-graph preprocessing shared by the training pipeline and the serving graph.
 
 Keeping these ops in one module is what prevents train/serve skew: the
-SavedModel calls the very functions `pipeline.py` maps over the records.
+training parser (`pipeline.parse_and_fit`) and both SavedModel signatures
+(`lma_tf.serving.contract`) fit raw strain to the model with the one function
+`fit_to_model`; `tests/serving/contract_test.py` checks that they agree.
 """
 
 from __future__ import annotations
 
+import ml_collections
 import numpy as np
 import tensorflow as tf
 
@@ -62,6 +65,49 @@ def fit_frames(strain: tf.Tensor, num_frames: int, drop_last: int = 0) -> tf.Ten
     paddings = [[0, 0]] * (rank - 1) + [[0, pad]]
     strain = tf.pad(strain, paddings)
     return tf.ensure_shape(strain, strain.shape[:-1].concatenate([num_frames]))
+
+
+def fit_to_model(
+    strain: tf.Tensor, frame_period_ms: tf.Tensor, data: ml_collections.ConfigDict
+) -> tf.Tensor:
+    """Raw (..., 126, F) strain at one frame period -> (..., 126, T) model frames.
+
+    Resamples to `data.frame_period_ms`, drops `data.drop_last_frames`, then
+    crops or zero-pads to `data.num_frames`: what the model was trained on.
+    `frame_period_ms` is a scalar, shared by every slice of `strain`.
+    """
+    strain = resample_frames(strain, frame_period_ms, data.frame_period_ms)
+    return fit_frames(strain, data.num_frames, data.drop_last_frames)
+
+
+def fit_batch_to_model(
+    strain: tf.Tensor, frame_period_ms: tf.Tensor, data: ml_collections.ConfigDict
+) -> tf.Tensor:
+    """(B, 126, F) raw strain + (B,) periods -> (B, 126, T): `fit_to_model` each.
+
+    When every period of the batch is the same (the usual 17 ms case) the
+    ops run once on the whole batch, which gives the same numbers as per
+    example (they act on each slice alone); otherwise example by example,
+    because each period resamples to a different length before the crop/pad.
+    """
+    strain = tf.convert_to_tensor(strain, tf.float32)
+    period = tf.convert_to_tensor(frame_period_ms, tf.float32)
+    # period[0], or any value for an empty batch.
+    first = tf.concat([period, [float(data.frame_period_ms)]], axis=0)[0]
+    spec = tf.TensorSpec([constants.NUM_SECTORS, data.num_frames], tf.float32)
+
+    def each() -> tf.Tensor:
+        return tf.map_fn(
+            lambda a: fit_to_model(a[0], a[1], data),
+            (strain, period),
+            fn_output_signature=spec,
+        )
+
+    return tf.cond(
+        tf.reduce_all(tf.equal(period, first)),
+        lambda: fit_to_model(strain, first, data),
+        each,
+    )
 
 
 def pad_sectors(x: tf.Tensor, num_sectors: int, axis: int = -1) -> tf.Tensor:

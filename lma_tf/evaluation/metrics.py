@@ -11,10 +11,11 @@ Conventions:
   - Scar slices have scar data and at least one counted sector with scar
     fraction >= `constants.SCAR_THRESHOLD`; every other slice (including one
     without scar data) is scar-free for the `_scar` / `_scar_free` split.
-  - LMA labels and predictions are binarised at 0.5 (so probabilities work).
-  - Precision with no predicted positives is 0.0, recall with no true
-    positives is 0.0 and F1 is 0.0 when both are 0 (sklearn's
-    `zero_division=0`), so an all-negative slice scores F1 = 0.0.
+  - LMA labels and predictions are binarised at `rules.LMA_THRESHOLD`.
+  - When there are neither true nor predicted LMA sectors, precision,
+    recall and F1 are 1.0: "no target" was the right answer. Otherwise
+    precision with no predicted positives is 0.0, recall with no true
+    positives is 0.0, and F1 is 0.0 when both are 0.
   - A metric that cannot be computed (no TOS head, no scar slice, nothing
     counted) is `None` (JSON null), never NaN.
 """
@@ -29,8 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from lma_tf import atomic, constants
-from lma_tf.rules import lma_labels
+from lma_tf import atomic, constants, rules
 
 Number = float | int | None
 
@@ -51,7 +51,7 @@ DEFAULT_TABLE_KEYS = (
 CSV_COLUMNS = (
     "subject_id",
     "slice_id",
-    "has_scar",
+    "scar_known",
     "num_scar_sectors",
     "num_sectors",
     "tos_mae_ms",
@@ -65,34 +65,6 @@ CSV_COLUMNS = (
 )
 
 _SUBSETS = ("", "_scar", "_scar_free")
-
-
-def combine_tos(
-    tos_ms: np.ndarray, lma_probability: np.ndarray, threshold: float = 0.5
-) -> np.ndarray:
-    """The "combined" TOS: regressed TOS, set to 17 ms where the LMA head says no.
-
-    A sector is LMA when its probability is >= `threshold`.
-    """
-    tos = np.asarray(tos_ms, dtype=np.float64)
-    prob = np.asarray(lma_probability, dtype=np.float64)
-    return np.where(prob >= threshold, tos, constants.TOS_FLOOR_MS)
-
-
-def lma_probability(logits: np.ndarray) -> np.ndarray:
-    """P(LMA) = softmax(2-class logits)[..., 1], computed stably in float64."""
-    z = np.asarray(logits, dtype=np.float64)
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e[..., 1] / e.sum(axis=-1)
-
-
-def lma_from_tos(tos_ms: np.ndarray) -> np.ndarray:
-    """Late activation from TOS alone (TOS > 17 ms + epsilon), as 0/1.
-
-    The records' label rule without scar: what a model with no LMA head (or
-    the classical detector, blind to scar) can say.
-    """
-    return lma_labels(tos_ms, None)
 
 
 @dataclasses.dataclass
@@ -161,9 +133,9 @@ def _prepare(
         scar = (frac >= constants.SCAR_THRESHOLD) & known[:, None]
 
     if p_lma is not None:
-        pred_lab = p_lma >= 0.5
+        pred_lab = rules.lma_call(p_lma)
     elif p_tos is not None:
-        pred_lab = (lma_from_tos(p_tos) > 0) & counted
+        pred_lab = (rules.lma_from_tos(p_tos) > 0) & counted
     else:
         pred_lab = None
     return _Arrays(
@@ -171,7 +143,7 @@ def _prepare(
         true_tos=t_tos,
         pred_tos=p_tos,
         combined_tos=c_tos,
-        true_lab=None if t_lma is None else t_lma >= 0.5,
+        true_lab=None if t_lma is None else rules.lma_call(t_lma),
         pred_lab=pred_lab,
         scar=scar,
         has_scar=known,
@@ -198,9 +170,14 @@ def _classification(true_lab, pred_lab, w: np.ndarray) -> dict[str, Number]:
     fp = float((w * (~true_lab & pred_lab)).sum())
     fn = float((w * (true_lab & ~pred_lab)).sum())
     tn = float((w * (~true_lab & ~pred_lab)).sum())
-    precision = tp / (tp + fp) if tp + fp > 0 else 0.0
-    recall = tp / (tp + fn) if tp + fn > 0 else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    if tp + fp + fn == 0:  # no LMA, none called: the right answer, "no target"
+        precision = recall = f1 = 1.0
+    else:
+        precision = tp / (tp + fp) if tp + fp > 0 else 0.0
+        recall = tp / (tp + fn) if tp + fn > 0 else 0.0
+        f1 = (
+            2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        )
     return dict(
         accuracy=(tp + tn) / (tp + fp + fn + tn),
         precision=precision,
@@ -334,7 +311,7 @@ def per_slice_rows(
             {
                 "subject_id": _id(subject_id),
                 "slice_id": _id(slice_id),
-                "has_scar": bool(a.has_scar[i]),
+                "scar_known": bool(a.has_scar[i]),
                 "num_scar_sectors": (int(a.scar[i].sum()) if a.has_scar[i] else None),
                 "num_sectors": int(counted.sum()),
                 "tos_mae_ms": _errors(row_of(a.pred_tos, i), true_i, w)[0],

@@ -35,6 +35,8 @@ class ModelKind:
         ending in "*" means the last conv layer whose name starts with the
         rest; absent heads fall back to the last conv shared by the heads.
       description: one line for `--help` and the docs.
+      pools_frames: the trunk halves the frame axis `model.frame_pools`
+        times, so `data.num_frames` must be divisible by 2**frame_pools.
     """
 
     name: str
@@ -42,6 +44,7 @@ class ModelKind:
     builder: str | None
     explain_layers: dict[str, str] = dataclasses.field(default_factory=dict)
     description: str = ""
+    pools_frames: bool = False
 
     @property
     def is_network(self) -> bool:
@@ -105,6 +108,7 @@ register(
         _CNN,
         {TOS: "tos_head_block*", LMA: "lma_head_block*"},
         "shared CNN trunk, TOS regression + LMA classification heads",
+        pools_frames=True,
     )
 )
 register(
@@ -114,6 +118,7 @@ register(
         _CNN,
         {TOS: "tos_head_block*"},
         "the multitask network without its LMA head",
+        pools_frames=True,
     )
 )
 register(
@@ -123,6 +128,7 @@ register(
         _CNN,
         {LMA: "lma_head_block*"},
         "the multitask network without its TOS head (cannot be exported)",
+        pools_frames=True,
     )
 )
 register(

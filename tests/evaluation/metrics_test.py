@@ -10,7 +10,7 @@ import os
 import numpy as np
 import pytest
 
-from lma_tf import constants
+from lma_tf import constants, rules
 from lma_tf.evaluation import metrics
 
 # Two slices x 4 sectors, small enough to compute by hand. Sector 3 of slice 1
@@ -28,7 +28,7 @@ def _inputs(**overrides) -> dict:
     args = dict(
         true_tos=TRUE_TOS,
         pred_tos=PRED_TOS,
-        combined_tos=metrics.combine_tos(PRED_TOS, LMA_PROB),
+        combined_tos=rules.combine_tos(PRED_TOS, LMA_PROB),
         true_lma=true_lma,
         pred_lma=(LMA_PROB >= 0.5).astype(int),
         scar_fraction=SCAR,
@@ -73,7 +73,7 @@ def test_weighted_out_values_never_move_the_metrics():
     pred, true, scar = PRED_TOS.copy(), TRUE_TOS.copy(), SCAR.copy()
     pred[1, 3], true[1, 3], scar[1, 3] = np.nan, 999.0, 1.0
     lma = np.array([[0, 1, 1, 0], [0, 0, 1, 0]])
-    moved_combined = metrics.combine_tos(PRED_TOS, LMA_PROB)
+    moved_combined = rules.combine_tos(PRED_TOS, LMA_PROB)
     moved_combined[1, 3] = -50.0
     moved = metrics.sector_metrics(
         **_inputs(
@@ -91,7 +91,7 @@ def test_weighted_out_values_never_move_the_metrics():
         true_tos=np.vstack([TRUE_TOS, rng.uniform(0, 500, (1, 4))]),
         pred_tos=np.vstack([PRED_TOS, rng.uniform(0, 500, (1, 4))]),
         combined_tos=np.vstack(
-            [metrics.combine_tos(PRED_TOS, LMA_PROB), np.full((1, 4), np.inf)]
+            [rules.combine_tos(PRED_TOS, LMA_PROB), np.full((1, 4), np.inf)]
         ),
         true_lma=np.vstack([_inputs()["true_lma"], np.ones((1, 4))]),
         pred_lma=np.vstack([_inputs()["pred_lma"], np.zeros((1, 4))]),
@@ -119,16 +119,6 @@ def test_scar_split_and_unknown_scar():
     assert m["tos_mae_ms_scar"] is None and m["num_slices_scar_unknown"] == 2
 
 
-def test_combine_tos_rule():
-    tos = np.array([40.0, 50.0, 60.0, 70.0])
-    prob = np.array([0.49, 0.5, 0.9, 0.0])
-    np.testing.assert_array_equal(metrics.combine_tos(tos, prob), [17, 50, 60, 17])
-    np.testing.assert_array_equal(
-        metrics.combine_tos(tos, prob, threshold=0.95), [17, 17, 17, 17]
-    )
-    assert constants.TOS_FLOOR_MS == 17.0
-
-
 def test_not_computable_is_none_and_json_clean(tmp_path):
     # Classification-only model: no TOS metrics, LMA metrics present.
     m = metrics.sector_metrics(**_inputs(pred_tos=None, combined_tos=None))
@@ -148,6 +138,20 @@ def test_pred_lma_derived_from_tos_when_missing():
     # Late = TOS > 18 ms. Slice 0 pred: 0 1 1 1 vs true 0 1 1 0 -> tn tp tp fp;
     # slice 1 pred (3 counted): 1 0 1 vs true 0 0 1 -> fp tn tp.
     assert (m["lma_tp"], m["lma_fp"], m["lma_fn"], m["lma_tn"]) == (3, 2, 0, 2)
+
+
+def test_f1_when_no_lma_is_true_and_none_is_called():
+    # Only slice 1's counted sectors, all negative in truth and prediction.
+    none = np.zeros_like(WEIGHT)
+    weight = WEIGHT * np.array([[0.0], [1.0]])
+    m = metrics.sector_metrics(**_inputs(true_lma=none, pred_lma=none, weight=weight))
+    assert (m["lma_precision"], m["lma_recall"], m["lma_f1"]) == (1.0, 1.0, 1.0)
+    assert m["lma_accuracy"] == 1.0 and m["lma_tp"] == 0
+    # One missed LMA sector: F1 falls to 0, not 1.
+    one = none.copy()
+    one[1, 0] = 1
+    m = metrics.sector_metrics(**_inputs(true_lma=one, pred_lma=none, weight=weight))
+    assert m["lma_f1"] == 0.0
 
 
 def test_no_predicted_positives_gives_zero_precision():
@@ -189,7 +193,7 @@ def test_per_slice_rows():
     assert r0["tos_mae_ms"] == pytest.approx(6.0)
     assert r1["tos_mae_ms"] == pytest.approx(1.0)
     assert r0["combined_tos_mae_ms"] == pytest.approx(5.0)
-    assert (r0["has_scar"], r0["num_scar_sectors"], r1["num_scar_sectors"]) == (
+    assert (r0["scar_known"], r0["num_scar_sectors"], r1["num_scar_sectors"]) == (
         True,
         1,
         0,
@@ -248,8 +252,3 @@ def test_comparison_table():
     assert lines[3] == "| classification_only | - | 0.800 | - |"
     default = metrics.comparison_table(results)
     assert all(k in default.splitlines()[0] for k in metrics.DEFAULT_TABLE_KEYS)
-
-
-def test_lma_probability_is_a_stable_softmax():
-    logits = np.array([[[0.0, 0.0], [0.0, np.log(3.0)], [1000.0, -1000.0]]])
-    np.testing.assert_allclose(metrics.lma_probability(logits), [[0.5, 0.75, 0.0]])

@@ -6,9 +6,8 @@ import os
 
 import pytest
 
-from lma_tf.evaluation import evaluate
-from lma_tf.evaluation import metrics
 from lma_tf.data import records
+from lma_tf.evaluation import evaluate, metrics
 
 
 def test_evaluate_writes_the_papers_metrics(trained, tmp_path):

@@ -1,0 +1,144 @@
+"""Small conversions and file-layout helpers shared by the format modules.
+
+Readers turn whatever a file holds (numpy scalars, 0-d arrays, bytes, MATLAB
+row or column vectors) into the plain values of a `DenseSlice`, raising
+`SliceError` with the field's name when a value cannot be used; writers share
+the per-subject folder layout and its safety checks.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from lma_tf.data.slices import DenseSlice, SliceError
+
+Progress = Callable[[int], object]  # called with the number of slices just written
+
+
+# ----------------------------------------------------------------------------
+# Reading
+
+
+def describe(e: BaseException) -> str:
+    """`Type: message` of an exception, for a reject reason."""
+    msg = str(e).strip()
+    return f"{type(e).__name__}: {msg}" if msg else type(e).__name__
+
+
+def stem(path: str) -> str:
+    """The file name without folder and extension: the default slice id."""
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+def folder_name(path: str) -> str:
+    """The name of the file's folder: the default subject id."""
+    return os.path.basename(os.path.dirname(os.path.abspath(path)))
+
+
+def to_str(name: str, value: Any) -> str:
+    """A scalar (str, bytes, number, or size-1 array) as a string id."""
+    if isinstance(value, np.ndarray):
+        if value.size != 1:
+            raise SliceError(f"{name} must be a single value, got shape {value.shape}")
+        value = value.reshape(-1)[0]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace").strip()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def to_float(name: str, value: Any) -> float:
+    """A scalar (or size-1 array) as a float; raises SliceError otherwise."""
+    arr = np.asarray(value)
+    if arr.size != 1:
+        raise SliceError(f"{name} must be a single number, got shape {arr.shape}")
+    try:
+        return float(arr.reshape(-1)[0])
+    except (TypeError, ValueError):
+        raise SliceError(f"{name} is not a number: {value!r}") from None
+
+
+def float_array(name: str, value: Any) -> np.ndarray:
+    """A float64 array of the shape found; raises SliceError if not numeric."""
+    if isinstance(value, str | bytes):
+        raise SliceError(f"{name} is text, not a numeric array")
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise SliceError(f"{name} is not a numeric array ({describe(e)})") from None
+    return arr
+
+
+def vector(name: str, value: Any) -> np.ndarray:
+    """A float array; 1xN / Nx1 (any singleton axes) flattened to (N,)."""
+    arr = float_array(name, value)
+    if arr.ndim > 1 and sum(d != 1 for d in arr.shape) <= 1:
+        arr = arr.reshape(-1)
+    return arr
+
+
+def is_empty(value: Any) -> bool:
+    """True for None and for empty arrays (MATLAB's `[]`): treated as absent."""
+    return value is None or (isinstance(value, np.ndarray) and value.size == 0)
+
+
+def percent_to_fraction(values: Iterable[np.ndarray]) -> bool:
+    """True if scar values given in percent must be divided by 100.
+
+    They are, unless every finite value of the file lies in [0, 1] (then they
+    are taken as fractions already): decided per file, not per slice, so a
+    slice with <= 1 % scar in a percent file is not read as 100 % scar.
+    """
+    for v in values:
+        finite = v[np.isfinite(v)]
+        if finite.size and (finite.min() < 0 or finite.max() > 1):
+            return True
+    return False
+
+
+# ----------------------------------------------------------------------------
+# Writing
+
+
+def safe_name(name: str, what: str) -> str:
+    """Refuses ids that would escape their folder or be hidden/empty files."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise ValueError(f"{what} {name!r} cannot be used as a file name")
+    return name
+
+
+def check_unique(slices: Sequence[DenseSlice]) -> None:
+    """Raises ValueError on a repeated (subject_id, slice_id): files would clash."""
+    seen: set[tuple[str, str]] = set()
+    for s in slices:
+        if s.key in seen:
+            raise ValueError(f"duplicate slice {s.key}")
+        seen.add(s.key)
+
+
+def by_subject(slices: Sequence[DenseSlice]) -> dict[str, list[DenseSlice]]:
+    """Slices grouped by subject, in first-seen order."""
+    groups: dict[str, list[DenseSlice]] = {}
+    for s in slices:
+        groups.setdefault(s.subject_id, []).append(s)
+    return groups
+
+
+def slice_path(output_dir: str, s: DenseSlice, suffix: str) -> str:
+    """`<output_dir>/<subject_id>/<slice_id><suffix>`, ids checked as file names."""
+    subject = safe_name(s.subject_id, "subject_id")
+    return os.path.join(
+        output_dir, subject, safe_name(s.slice_id, "slice_id") + suffix
+    )
+
+
+def slice_relpath(s: DenseSlice, suffix: str) -> str:
+    """The same path relative to `output_dir`, '/'-separated (for a CSV sheet)."""
+    return f"{s.subject_id}/{s.slice_id}{suffix}"

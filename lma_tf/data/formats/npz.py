@@ -1,0 +1,125 @@
+"""`.npz` slices: one slice per file, plain arrays under the contract's keys.
+
+Layout written: `<dir>/<subject_id>/<slice_id>.npz`. Keys: subject_id,
+slice_id, strain_matrix (126, F), frame_period_ms, and tos_ms, scar_fraction,
+slice_location where the slice has them; strings as 0-d unicode arrays, so
+nothing needs pickle. On reading, a missing subject_id is the folder's name,
+a missing slice_id the file's stem, a missing frame period 17 ms
+(docs/data.md).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from lma_tf import atomic, constants
+from lma_tf.data.formats import common
+from lma_tf.data.slices import DenseSlice, Reject, SliceError
+
+EXTENSION = ".npz"
+
+SUBJECT_ID = "subject_id"
+SLICE_ID = "slice_id"
+STRAIN = "strain_matrix"
+FRAME_PERIOD = "frame_period_ms"
+TOS = "tos_ms"
+SCAR = "scar_fraction"
+SLICE_LOCATION = "slice_location"
+KEYS = (SUBJECT_ID, SLICE_ID, STRAIN, FRAME_PERIOD, TOS, SCAR, SLICE_LOCATION)
+
+
+def read(path: str) -> Iterator[DenseSlice | Reject]:
+    """The slice of one .npz file (unvalidated), or a Reject naming its reason.
+
+    Raises on a file that is not a readable .npz at all; the caller
+    (`sources.read_source`) turns that into a Reject of the whole file.
+    """
+    data = np.load(path, allow_pickle=False)
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise SliceError("not an .npz archive (a plain .npy array?)")
+    with data:
+        keys = set(data.files)
+
+        def get(key: str) -> Any:
+            try:
+                return data[key]
+            except ValueError as e:  # e.g. a pickled object array
+                raise SliceError(
+                    f"key {key} cannot be read without pickle "
+                    f"({common.describe(e)}); .npz sources must hold plain arrays"
+                ) from None
+
+        slice_id = common.stem(path)
+        try:
+            if SLICE_ID in keys:
+                slice_id = common.to_str(SLICE_ID, get(SLICE_ID))
+            if STRAIN not in keys:
+                raise SliceError(f"missing key {STRAIN}")
+            yield DenseSlice(
+                subject_id=(
+                    common.to_str(SUBJECT_ID, get(SUBJECT_ID))
+                    if SUBJECT_ID in keys
+                    else common.folder_name(path)
+                ),
+                slice_id=slice_id,
+                strain_matrix=common.float_array(STRAIN, get(STRAIN)),
+                frame_period_ms=(
+                    common.to_float(FRAME_PERIOD, get(FRAME_PERIOD))
+                    if FRAME_PERIOD in keys
+                    else constants.DEFAULT_FRAME_PERIOD_MS
+                ),
+                tos_ms=common.vector(TOS, get(TOS)) if TOS in keys else None,
+                scar_fraction=common.vector(SCAR, get(SCAR)) if SCAR in keys else None,
+                slice_location=(
+                    common.to_float(SLICE_LOCATION, get(SLICE_LOCATION))
+                    if SLICE_LOCATION in keys
+                    else None
+                ),
+                source=path,
+            )
+        except SliceError as e:
+            yield Reject(path, slice_id, str(e))
+
+
+def to_dict(s: DenseSlice) -> dict[str, np.ndarray]:
+    """The arrays of one .npz file; strings as 0-d unicode arrays (no pickle)."""
+    out = {
+        SUBJECT_ID: np.array(str(s.subject_id)),
+        SLICE_ID: np.array(str(s.slice_id)),
+        STRAIN: np.asarray(s.strain_matrix, dtype=np.float32),
+        FRAME_PERIOD: np.array(float(s.frame_period_ms)),
+    }
+    if s.tos_ms is not None:
+        out[TOS] = np.asarray(s.tos_ms, dtype=np.float32)
+    if s.scar_fraction is not None:
+        out[SCAR] = np.asarray(s.scar_fraction, dtype=np.float32)
+    if s.slice_location is not None:
+        out[SLICE_LOCATION] = np.array(float(s.slice_location))
+    return out
+
+
+def write(
+    slices: Sequence[DenseSlice],
+    output_dir: str,
+    progress: common.Progress | None = None,
+) -> list[str]:
+    """One `<output_dir>/<subject_id>/<slice_id>.npz` per slice; returns the paths.
+
+    Each file is written atomically (hidden temporary name, then renamed), so
+    a reader never sees half a file.
+    """
+    common.check_unique(slices)
+    paths = []
+    for s in slices:
+        path = common.slice_path(output_dir, s, EXTENSION)
+        buf = io.BytesIO()
+        np.savez(buf, **to_dict(s))
+        atomic.write_bytes(path, buf.getvalue())
+        paths.append(path)
+        if progress is not None:
+            progress(1)
+    return paths
