@@ -245,3 +245,30 @@ def bench_train(
             out[f"batch{batch}_in_memory_examples_per_s"] = memory
             out[f"batch{batch}_ratio_shards_to_memory"] = shards / memory
     return out
+
+
+# Goals each figure is judged against (a figure without one is informative).
+TARGETS = {
+    "records": {
+        "conversion_slices_per_s": 1000.0,
+        "pipeline_from_shards_examples_per_s": 20000.0,
+    },
+    "train": {
+        "batch32_ratio_shards_to_memory": 0.9,
+        "batch128_ratio_shards_to_memory": 0.9,
+    },
+    "serve": {},
+}
+
+
+def format_report(which: str, result: dict) -> str:
+    """One line per figure, with its goal and OK/MISSED where it has one."""
+    lines = []
+    for key, value in result.items():
+        target = TARGETS.get(which, {}).get(key)
+        mark = ""
+        if target is not None:
+            mark = f"  (goal >= {target:g}: {'OK' if value >= target else 'MISSED'})"
+        shown = f"{value:,.2f}" if isinstance(value, float) else value
+        lines.append(f"{key:48s} {shown}{mark}")
+    return "\n".join(lines)

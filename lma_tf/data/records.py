@@ -1,6 +1,8 @@
 """DENSE slices -> validated, subject-split, sharded TFRecords + manifest.json.
 
-The library behind `tools/make_records.py`. Every rejected slice is reported
+The library behind `lma-tf convert` (`lma_tf/cli/convert.py`); the record
+schema and the manifest's fields are described in docs/data.md, and reading a
+manifest back is `manifest.load_manifest`. Every rejected slice is reported
 (file, slice, reason) and recorded in the manifest; good slices are never
 lost because of bad ones. Writes are atomic: shards and the manifest are
 written under temporary names and renamed once complete, and the manifest of
@@ -26,21 +28,41 @@ import tqdm
 
 from lma_tf import __version__, atomic
 from lma_tf.data import features, sources
+from lma_tf.data.manifest import MANIFEST, SPLITS, load_manifest
 from lma_tf.data.slices import DenseSlice, Reject, SliceError, validate_slice
+from lma_tf.errors import LmaError, UsageError
 from lma_tf.rules import lma_labels
 
-MANIFEST = "manifest.json"
-SPLITS = ("train", "val", "test")
+# MANIFEST, SPLITS and load_manifest live in `manifest` (the reading side);
+# they stay importable from here for the writer's callers.
+__all__ = [
+    "MANIFEST",
+    "SPLITS",
+    "RecordsError",
+    "RecordsOptions",
+    "assign_split",
+    "collect_slices",
+    "load_manifest",
+    "make_records",
+    "pseudonymize",
+    "report_to_stderr",
+    "shard_name",
+    "write_records",
+]
+
 _SHARD_RE = re.compile(r"^(train|val|test)-\d{5}-of-\d{5}\.tfrecord(\.gz)?$")
 
 
-class RecordsError(RuntimeError):
+class RecordsError(LmaError):
     """The records could not be made (no valid slice, or a reject in strict mode)."""
 
 
 @dataclasses.dataclass
 class RecordsOptions:
-    """What `make_records` does; mirrors the flags of tools/make_records.py."""
+    """What `make_records` does; mirrors the flags of `lma-tf convert`.
+
+    Raises UsageError (a ValueError) on a value that cannot work.
+    """
 
     output_dir: str
     split: tuple[float, float, float] = (0.7, 0.15, 0.15)
@@ -53,16 +75,29 @@ class RecordsOptions:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if len(self.split) != 3 or any(f < 0 for f in self.split):
-            raise ValueError(
-                f"split must be three non-negative fractions: {self.split}"
-            )
-        if not math.isclose(sum(self.split), 1.0, abs_tol=1e-6):
-            raise ValueError(f"split fractions must sum to 1: {self.split}")
+        check_split(self.split)
         if self.compression not in ("", "GZIP"):
-            raise ValueError(f"compression must be '' or 'GZIP': {self.compression!r}")
+            raise UsageError(f"compression must be '' or 'GZIP': {self.compression!r}")
         if self.num_shards < 0:
-            raise ValueError("num_shards must be >= 0")
+            raise UsageError(f"num_shards must be >= 0, got {self.num_shards}")
+
+
+def check_split(split: Sequence[float]) -> None:
+    """Raises UsageError unless `split` is train,val,test fractions summing to 1.
+
+    Each fraction lies in [0, 1]; a 0 leaves that split empty.
+    """
+    fractions = ",".join(f"{f:g}" for f in split)
+    if (
+        len(split) != 3
+        or not all(0.0 <= f <= 1.0 for f in split)
+        or not math.isclose(sum(split), 1.0, abs_tol=1e-6)
+    ):
+        raise UsageError(
+            f"split {fractions} is not three fractions train,val,test, each in "
+            "[0, 1], that sum to 1 (e.g. 0.7,0.15,0.15; percentages like "
+            "70,15,15 are not accepted)"
+        )
 
 
 def _unit_hash(*parts: str) -> float:
