@@ -1,4 +1,4 @@
-"""Domain constants shared by every stage (DESIGN.md, "Domain facts")."""
+"""Domain constants shared by every stage (units and conventions: docs/data.md)."""
 
 NUM_SECTORS = 126  # 18 AHA-like segments x 7 sectors, DENSEanalysis mid-wall ring.
 MIN_FRAMES = 16

@@ -7,7 +7,8 @@ ring resolution (circularly padded), time is pooled, and the heads read each
 sector's whole time course plus a global summary of the slice.
 
 Outputs (a dict, by name):
-  tos: (batch, sectors) TOS in ms, floored at 17 by leaky_relu(x - 17) + 17.
+  tos: (batch, sectors) TOS in ms through leaky_relu(x - 17) + 17: a leaky
+    floor (values may dip a fraction of a ms below 17; serving floors it).
   lma: (batch, sectors, 2) logits, class 1 = scar-free late activation.
 """
 
@@ -18,9 +19,10 @@ import ml_collections
 from keras import layers, ops
 
 from lma_tf import constants
+from lma_tf.models import registry
 
-TOS = "tos"
-LMA = "lma"
+TOS = registry.TOS
+LMA = registry.LMA
 # Cross-replica BatchNorm is a TensorFlow-backend feature of Keras.
 _SYNC_BN = keras.backend.backend() == "tensorflow"
 
@@ -121,7 +123,7 @@ def _tos_output(x, config: ml_collections.ConfigDict):
     if bias < 0:
         bias = float(config.model.tos_mean_ms) or 40.0
     # The bias starts at the mean TOS: from ~0 the shifted leaky ReLU sits in
-    # its 0.01-slope region and the head barely learns (DESIGN.md).
+    # its 0.01-slope region and the head barely learns (docs/model.md).
     x = layers.Dense(
         1, bias_initializer=keras.initializers.Constant(bias), name="tos_linear"
     )(x)
@@ -148,10 +150,11 @@ def build_cnn(config: ml_collections.ConfigDict) -> keras.Model:
     g = layers.GlobalAveragePooling2D(name="context_pool")(x)
     g = layers.Dense(16, activation="relu", name="context_dense")(g)
     context = layers.RepeatVector(d.num_sectors, name="context_repeat")(g)
+    kind = registry.get(m.kind)
     outputs = {}
-    if m.kind in ("multitask", "regression_only"):
+    if kind.has_tos:
         outputs[TOS] = _tos_output(_head(x, context, config, "tos_head"), config)
-    if m.kind in ("multitask", "classification_only"):
+    if kind.has_lma:
         outputs[LMA] = _lma_output(_head(x, context, config, "lma_head"))
     return keras.Model(strain, outputs, name=m.kind)
 
@@ -175,10 +178,5 @@ def build_isbi2021(config: ml_collections.ConfigDict) -> keras.Model:
 
 
 def build_model(config: ml_collections.ConfigDict) -> keras.Model:
-    """Builds the network of `config.model.kind` (not `classical`: no network)."""
-    kind = config.model.kind
-    if kind == "isbi2021":
-        return build_isbi2021(config)
-    if kind in ("multitask", "regression_only", "classification_only"):
-        return build_cnn(config)
-    raise ValueError(f"model.kind={kind!r} has no Keras network")
+    """The network of `config.model.kind`, built by its registry entry."""
+    return registry.get(config.model.kind).build(config)

@@ -196,6 +196,13 @@ def _name_onnx_dims(model_proto) -> None:
                 dim.dim_param = name
 
 
+def _check_format(fmt: str) -> None:
+    if fmt not in layout.FORMATS:
+        raise ExportUsageError(
+            f"unknown format {fmt!r}; choose one of {', '.join(layout.FORMATS)}"
+        )
+
+
 def export_model(
     model: keras.Model,
     config: ml_collections.ConfigDict,
@@ -212,10 +219,7 @@ def export_model(
         format is unknown, or the kind cannot be exported.
       ExportError: the ONNX converter is not installed.
     """
-    if fmt not in layout.FORMATS:
-        raise ExportUsageError(
-            f"unknown format {fmt!r}; choose one of {', '.join(layout.FORMATS)}"
-        )
+    _check_format(fmt)
     check_exportable(config)
     if version is not None and int(version) < 0:
         raise ExportUsageError(f"version must be >= 0, got {version}")
@@ -254,10 +258,7 @@ def export(
         version / format is refused (see `export_model`).
       ExportError: the export itself failed (e.g. no ONNX converter).
     """
-    if fmt not in layout.FORMATS:  # before loading the model: fail fast
-        raise ExportUsageError(
-            f"unknown format {fmt!r}; choose one of {', '.join(layout.FORMATS)}"
-        )
+    _check_format(fmt)  # before loading the model: fail fast
     model, config = load_trained(model_dir)
     return export_model(
         model, config, export_dir, fmt=fmt, version=version, source_model_dir=model_dir
