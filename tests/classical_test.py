@@ -5,9 +5,8 @@ import functools
 import numpy as np
 import pytest
 
-from lma_tf import constants
+from lma_tf import constants, rules
 from lma_tf.data import synthetic
-from lma_tf.evaluation import metrics
 from lma_tf.models import classical
 
 PERIOD = constants.DEFAULT_FRAME_PERIOD_MS
@@ -53,7 +52,7 @@ def test_scar_sectors_are_called_late():
     pred, label = np.concatenate(pred), np.concatenate(label)
     np.testing.assert_array_equal(label, constants.TOS_FLOOR_MS)
     # Measured: every scar sector >= 68 ms, median 187 ms.
-    assert np.mean(metrics.lma_from_tos(pred)) > 0.9
+    assert np.mean(rules.lma_from_tos(pred)) > 0.9
     assert np.median(pred) > 100.0
 
 
@@ -136,38 +135,86 @@ def test_detect_batch_matches_per_slice():
 def test_lma_from_tos():
     floor, eps = constants.TOS_FLOOR_MS, constants.LMA_TOS_EPS_MS
     tos = np.array([floor, floor + eps, floor + eps + 0.5, 120.0])
-    np.testing.assert_array_equal(metrics.lma_from_tos(tos), [0, 0, 1, 1])
+    np.testing.assert_array_equal(rules.lma_from_tos(tos), [0, 0, 1, 1])
 
 
-def _fit_case():
-    """A 0.012 dip at frame 2, then real shortening of 0.025 from frame 15."""
+CANDIDATES = classical.THRESHOLD_CANDIDATES
+
+
+def _fit_case(dip: float, depth: float) -> tuple[np.ndarray, np.ndarray]:
+    """A `dip` on frames 2-5, then real shortening from frame 15 to `depth`.
+
+    Thresholds shallower than the dip fire on it (far too early), those
+    deeper than `depth` never fire (the end of the sequence): only the ones
+    in between find the labelled onset.
+    """
     j = np.arange(40)
-    dip = np.where((j >= 2) & (j <= 5), -0.012, 0.0)
-    curve = dip - 0.005 * np.clip(j - 15, 0, 5)
+    curve = np.where((j >= 2) & (j <= 5), -dip, 0.0)
+    curve -= np.clip(j - 15, 0, None) * 0.005
+    curve = np.maximum(curve, np.where(j >= 15, -depth, -1.0))
     strain = np.tile(curve, (N, 1))
     label = np.full(N, (15 + 1) * PERIOD, np.float32)
     return strain, label
 
 
-def test_fit_threshold_prefers_lowest_error():
-    strain, label = _fit_case()
-    # -0.005 fires on the dip, -0.04 never fires: -0.02 alone is right.
-    candidates = (-0.005, -0.02, -0.04)
-    for cands in (candidates, candidates[::-1]):
+def _errors(strains, labels) -> dict[float, float]:
+    """Mean per-sector TOS error of each candidate threshold, by hand."""
+    return {
+        c: float(
+            np.mean(
+                [
+                    np.abs(classical.detect_tos(s, threshold=c) - t)
+                    for s, t in zip(strains, labels)
+                ]
+            )
+        )
+        for c in CANDIDATES
+    }
+
+
+@pytest.mark.parametrize(
+    "dip, depth, winner",
+    [(0.025, 0.035, -0.03), (0.007, 0.012, -0.01)],
+    ids=["deep_dip", "shallow_shortening"],
+)
+def test_fit_threshold_picks_the_candidate_with_the_lowest_error(dip, depth, winner):
+    strain, label = _fit_case(dip, depth)
+    errors = _errors([strain], [label])
+    # The data make `winner` the one right candidate, by more than a frame.
+    assert min(errors, key=errors.get) == winner
+    runner_up = min(e for c, e in errors.items() if c != winner)
+    assert runner_up > errors[winner] + PERIOD
+    for cands in (CANDIDATES, CANDIDATES[::-1]):
         best = classical.fit_threshold([strain], [label], [40], candidates=cands)
-        assert best == -0.02
-    # Over all candidates -0.015 and -0.02 tie: the earlier one wins.
-    assert classical.fit_threshold([strain], [label], None) == -0.015
+        assert best == winner
 
 
-def test_fit_threshold_on_cohort_returns_a_candidate():
+def test_other_data_pick_another_threshold():
+    fitted = {
+        classical.fit_threshold(*map(list, zip(_fit_case(dip, depth))))
+        for dip, depth in ((0.025, 0.035), (0.007, 0.012), (0.012, 0.025))
+    }
+    assert fitted == {-0.03, -0.01, -0.015}
+
+
+def test_fit_threshold_ties_go_to_the_earlier_candidate():
+    # -0.015 and -0.02 both find the onset (the dip is 0.012, the shortening
+    # 0.025 deep): whichever the candidates list first wins.
+    strain, label = _fit_case(0.012, 0.025)
+    errors = _errors([strain], [label])
+    assert errors[-0.015] == errors[-0.02] == min(errors.values())
+    assert classical.fit_threshold([strain], [label]) == -0.015
+    reverse = CANDIDATES[::-1]
+    assert classical.fit_threshold([strain], [label], candidates=reverse) == -0.02
+
+
+def test_fit_threshold_on_cohort_is_the_lowest_error_candidate():
     slices = [s for s in _cohort() if not _is_scarred(s)][:4]
-    best = classical.fit_threshold(
-        [s.strain_matrix for s in slices],
-        [s.tos_ms for s in slices],
-        [s.num_frames for s in slices],
-    )
-    assert best in classical.THRESHOLD_CANDIDATES
+    strains = [s.strain_matrix for s in slices]
+    labels = [s.tos_ms for s in slices]
+    errors = _errors(strains, labels)
+    best = classical.fit_threshold(strains, labels, [s.num_frames for s in slices])
+    assert errors[best] == min(errors.values())
 
 
 def test_params_from_config_round_trip():

@@ -53,15 +53,15 @@ def trained(tmp_path_factory):
 
 @pytest.fixture
 def captured(monkeypatch):
-    """Keeps every figure handed to plots.save_figure, so tests can inspect it."""
-    from lma_tf.viz import plots
+    """Keeps every figure handed to figures.save_figure, so tests can inspect it."""
+    from lma_tf.viz import figures
 
     figs = []
-    save = plots.save_figure
+    save = figures.save_figure
 
     def keep(fig, path, **kw):
         figs.append(fig)
         return save(fig, path, **kw)
 
-    monkeypatch.setattr(plots, "save_figure", keep)
+    monkeypatch.setattr(figures, "save_figure", keep)
     return figs

@@ -21,7 +21,8 @@ import ml_collections
 import tensorflow as tf
 
 from lma_tf import constants
-from lma_tf.data import features, preprocess, records
+from lma_tf.data import features, preprocess
+from lma_tf.data import manifest as records  # load_manifest only
 
 AUTOTUNE = tf.data.AUTOTUNE
 

@@ -41,6 +41,7 @@ __all__ = [
     "RecordsError",
     "RecordsOptions",
     "assign_split",
+    "check_split",
     "collect_slices",
     "load_manifest",
     "make_records",
@@ -251,21 +252,24 @@ def _write_shard(
         raise
 
 
-def write_records(
-    slices: Sequence[DenseSlice],
-    rejects: Sequence[Reject],
-    options: RecordsOptions,
-    source_summary: Sequence[dict] = (),
-) -> dict:
-    """Splits by subject, writes the shards and the manifest; returns it."""
-    os.makedirs(options.output_dir, exist_ok=True)
-    manifest_path = os.path.join(options.output_dir, MANIFEST)
-    if os.path.exists(manifest_path):
-        os.remove(manifest_path)  # until the new one lands, the dir is incomplete
-    # Temporary shards of an earlier, killed run.
-    for tmp in glob.glob(os.path.join(options.output_dir, ".tmp-*")):
-        os.remove(tmp)
+def _clear_previous_run(output_dir: str) -> str:
+    """Removes the old manifest and killed runs' temporary shards; returns its path.
 
+    Until the new manifest lands the folder is incomplete, and says so.
+    """
+    os.makedirs(output_dir, exist_ok=True)
+    manifest_path = os.path.join(output_dir, MANIFEST)
+    if os.path.exists(manifest_path):
+        os.remove(manifest_path)
+    for tmp in glob.glob(os.path.join(output_dir, ".tmp-*")):
+        os.remove(tmp)
+    return manifest_path
+
+
+def _assign_splits(
+    slices: Sequence[DenseSlice], options: RecordsOptions
+) -> dict[str, list[DenseSlice]]:
+    """The slices of each split, pseudonymised if asked (ids and source)."""
     by_split: dict[str, list[DenseSlice]] = {k: [] for k in SPLITS}
     for s in slices:
         split = assign_split(s.subject_id, options.split, options.seed)
@@ -279,50 +283,72 @@ def write_records(
                 source="",
             )
         by_split[split].append(s)
+    return by_split
 
+
+def _write_split(
+    split: str, slices: Sequence[DenseSlice], options: RecordsOptions, bar
+) -> dict:
+    """Writes one split's shards; returns its manifest entry."""
+    items = sorted(slices, key=lambda s: s.key)
+    if options.num_shards:
+        count = options.num_shards
+    else:
+        count = max(1, math.ceil(len(items) / 256))
+    count = max(1, min(count, len(items))) if items else 0
+    shards = []
+    for i in range(count):
+        name = shard_name(split, i, count, options.compression)
+        _write_shard(
+            os.path.join(options.output_dir, name),
+            items[i::count],
+            options.compression,
+            bar,
+        )
+        shards.append(name)
+    subjects = sorted({s.subject_id for s in items})
+    return {
+        "num_slices": len(items),
+        "num_subjects": len(subjects),
+        "num_labelled": sum(s.tos_ms is not None for s in items),
+        "num_with_scar": sum(s.scar_fraction is not None for s in items),
+        "subjects": subjects,
+        "shards": shards,
+    }
+
+
+def _remove_stale_shards(output_dir: str, written: set[str]) -> None:
+    """Shards of an earlier run with another shard count would confuse readers."""
+    for path in glob.glob(os.path.join(output_dir, "*.tfrecord*")):
+        name = os.path.basename(path)
+        if _SHARD_RE.match(name) and name not in written:
+            os.remove(path)
+
+
+def write_records(
+    slices: Sequence[DenseSlice],
+    rejects: Sequence[Reject],
+    options: RecordsOptions,
+    source_summary: Sequence[dict] = (),
+) -> dict:
+    """Splits by subject, writes the shards and the manifest; returns it."""
+    manifest_path = _clear_previous_run(options.output_dir)
+    by_split = _assign_splits(slices, options)
     stats = _Stats()
     for s in by_split["train"]:
         stats.add(s)
 
-    written: set[str] = set()
-    splits_info: dict[str, dict] = {}
     bar = tqdm.tqdm(
         total=len(slices), desc="writing", unit="slice", disable=not options.progress
     )
     with bar:
-        for split in SPLITS:
-            items = sorted(by_split[split], key=lambda s: s.key)
-            if options.num_shards:
-                count = options.num_shards
-            else:
-                count = max(1, math.ceil(len(items) / 256))
-            count = max(1, min(count, len(items))) if items else 0
-            shards = []
-            for i in range(count):
-                name = shard_name(split, i, count, options.compression)
-                _write_shard(
-                    os.path.join(options.output_dir, name),
-                    items[i::count],
-                    options.compression,
-                    bar,
-                )
-                shards.append(name)
-                written.add(name)
-            subjects = sorted({s.subject_id for s in items})
-            splits_info[split] = {
-                "num_slices": len(items),
-                "num_subjects": len(subjects),
-                "num_labelled": sum(s.tos_ms is not None for s in items),
-                "num_with_scar": sum(s.scar_fraction is not None for s in items),
-                "subjects": subjects,
-                "shards": shards,
-            }
-
-    # Shards of an earlier run with another shard count would confuse readers.
-    for path in glob.glob(os.path.join(options.output_dir, "*.tfrecord*")):
-        name = os.path.basename(path)
-        if _SHARD_RE.match(name) and name not in written:
-            os.remove(path)
+        splits_info = {
+            split: _write_split(split, by_split[split], options, bar)
+            for split in SPLITS
+        }
+    _remove_stale_shards(
+        options.output_dir, {n for info in splits_info.values() for n in info["shards"]}
+    )
 
     manifest = {
         "schema_version": features.SCHEMA_VERSION,
@@ -393,22 +419,4 @@ def make_records(inputs: Sequence[str], options: RecordsOptions) -> dict:
                 "in all); add subjects or change --seed/--split",
                 file=sys.stderr,
             )
-    return manifest
-
-
-def load_manifest(records_dir: str) -> dict:
-    """Reads `records_dir/manifest.json`, refusing incomplete or foreign dirs."""
-    path = os.path.join(records_dir, MANIFEST)
-    if not os.path.exists(path):
-        raise FileNotFoundError(
-            f"{path} not found: not a records directory, or its writing was "
-            "interrupted (rerun tools/make_records.py)"
-        )
-    with open(path, encoding="utf-8") as f:
-        manifest = json.load(f)
-    if manifest.get("schema_version") != features.SCHEMA_VERSION:
-        raise ValueError(
-            f"{path}: schema_version {manifest.get('schema_version')} != "
-            f"{features.SCHEMA_VERSION} expected by this lma_tf"
-        )
     return manifest

@@ -1,7 +1,8 @@
 """The in-memory slice (one short-axis DENSE slice) and its validation.
 
-Every reader in `sources.py` produces `DenseSlice` objects; `validate_slice`
-decides whether one may enter the records. Numpy only: no TensorFlow here.
+Every reader (`lma_tf.data.formats`, via `sources.py`) produces `DenseSlice`
+objects; `validate_slice` decides whether one may enter the records (the
+rules are listed in docs/data.md). Numpy only: no TensorFlow here.
 """
 
 from __future__ import annotations

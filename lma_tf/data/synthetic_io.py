@@ -16,15 +16,36 @@ folder, then `os.replace`d, so a reader never sees half a file.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
+import tqdm
+
+from lma_tf.data import synthetic
 from lma_tf.data.formats import mat, npy, npz, record_sheet
 from lma_tf.data.formats.common import Progress
 from lma_tf.data.slices import DenseSlice
 
 FORMATS = ("npz", "npy", "mat", "mat73")
 
-__all__ = ["FORMATS", "Progress", "write_cohort", "write_mat"]
+__all__ = [
+    "FORMATS",
+    "CohortSummary",
+    "Progress",
+    "synthesize_cohort",
+    "write_cohort",
+    "write_mat",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class CohortSummary:
+    """What `synthesize_cohort` wrote."""
+
+    num_subjects: int
+    num_slices: int
+    num_with_scar: int  # subjects with scar
+    paths: tuple[str, ...]
 
 
 def write_mat(
@@ -63,3 +84,40 @@ def write_cohort(
     if fmt == "mat73":
         return write_mat(slices, output_dir, "7.3", progress)
     raise ValueError(f"unknown format {fmt!r}, expected one of {FORMATS}")
+
+
+def synthesize_cohort(
+    output_dir: str,
+    num_subjects: int,
+    seed: int,
+    fmt: str = "npz",
+    scar_model: str = "passive",
+    progress: bool = False,
+) -> CohortSummary:
+    """Generates subjects 0..num_subjects-1 of `seed` and writes them in `fmt`.
+
+    The library behind `lma-tf synthesize`; `progress` shows tqdm bars for
+    the generation (per subject) and the writing (per slice).
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}, expected one of {FORMATS}")
+    subjects = [
+        synthetic.generate_subject(
+            synthetic.subject_rng(seed, i),
+            synthetic.subject_id_for(i),
+            scar_model=scar_model,
+        )
+        for i in tqdm.tqdm(
+            range(num_subjects), desc="generate", unit="subject", disable=not progress
+        )
+    ]
+    slices = [s for subject in subjects for s in subject.slices]
+    bar = tqdm.tqdm(total=len(slices), desc="write", unit="slice", disable=not progress)
+    with bar:
+        paths = write_cohort(slices, output_dir, fmt, bar.update)
+    return CohortSummary(
+        num_subjects=len(subjects),
+        num_slices=len(slices),
+        num_with_scar=sum(subject.has_scar for subject in subjects),
+        paths=tuple(paths),
+    )

@@ -146,6 +146,6 @@ register(
         (TOS,),
         None,
         {},
-        "non-learned onset-of-shortening detector (threshold fitted on train)",
+        "non-learned onset-of-shortening detector (threshold fitted on val)",
     )
 )

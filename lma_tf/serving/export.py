@@ -101,8 +101,7 @@ def check_exportable(config: ml_collections.ConfigDict) -> None:
     else:
         why = "cannot be exported"
     raise ExportUsageError(
-        f"model.kind={kind.name!r} {why}; export one of "
-        f"{', '.join(exportable_kinds())}"
+        f"model.kind={kind.name!r} {why}; export one of {', '.join(exportable_kinds())}"
     )
 
 

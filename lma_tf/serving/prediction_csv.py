@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import math
+import os
 from collections.abc import Iterable
 
 import numpy as np
@@ -79,6 +80,7 @@ def write(slices: Iterable[PredictedSlice], path: str) -> int:
                     )
                     rows += 1
             f.flush()
+            os.fsync(f.fileno())  # on disk before the rename makes it visible
     return rows
 
 

@@ -1,8 +1,15 @@
-"""Picks the tf.distribute strategy by name: default, mirrored, multi_worker, tpu."""
+"""Picks the tf.distribute strategy by name: default, mirrored, multi_worker, tpu.
+
+TensorFlow is imported on first use, so that the command layer can offer
+`STRATEGIES` as flag values without it (`lma-tf train --help` stays fast).
+"""
 
 from __future__ import annotations
 
-import tensorflow as tf
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 
@@ -13,6 +20,8 @@ def split_cpu(num_devices: int) -> None:
     Must run before TensorFlow initialises its devices; lets MirroredStrategy
     run N replicas on a machine without GPUs (tests, CI).
     """
+    import tensorflow as tf
+
     cpus = tf.config.list_physical_devices("CPU")
     tf.config.set_logical_device_configuration(
         cpus[0], [tf.config.LogicalDeviceConfiguration()] * num_devices
@@ -31,6 +40,8 @@ def get_strategy(
       multi_worker: MultiWorkerMirroredStrategy configured from TF_CONFIG.
       tpu: TPUStrategy on the TPU named by `tpu` ("" = local / from the env).
     """
+    import tensorflow as tf
+
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":

@@ -134,9 +134,7 @@ def by_subject(slices: Sequence[DenseSlice]) -> dict[str, list[DenseSlice]]:
 def slice_path(output_dir: str, s: DenseSlice, suffix: str) -> str:
     """`<output_dir>/<subject_id>/<slice_id><suffix>`, ids checked as file names."""
     subject = safe_name(s.subject_id, "subject_id")
-    return os.path.join(
-        output_dir, subject, safe_name(s.slice_id, "slice_id") + suffix
-    )
+    return os.path.join(output_dir, subject, safe_name(s.slice_id, "slice_id") + suffix)
 
 
 def slice_relpath(s: DenseSlice, suffix: str) -> str:

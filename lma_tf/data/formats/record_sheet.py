@@ -127,9 +127,7 @@ class _Row:
         return os.path.normpath(name)
 
 
-def _overrides(
-    row: _Row, file: str, slice_extensions: Sequence[str]
-) -> dict[str, Any]:
+def _overrides(row: _Row, file: str, slice_extensions: Sequence[str]) -> dict[str, Any]:
     """The row's values that replace the file's; raises SliceError on a bad row."""
     if not os.path.isfile(file):
         raise SliceError(f"file not found ({row.where})")

@@ -3,7 +3,6 @@
 import glob
 import json
 import os
-import pickle
 import subprocess
 import sys
 
@@ -12,10 +11,11 @@ import pytest
 import tensorflow as tf
 
 from lma_tf import testing
-from lma_tf.data import features, records
+from lma_tf.data import features, manifest, records
+from lma_tf.errors import LmaError, UsageError
 from lma_tf.rules import lma_labels
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _read_all(out_dir: str) -> dict:
@@ -62,9 +62,9 @@ def test_manifest_counts_and_no_subject_in_two_splits(tmp_path):
     assert not subjects[1] & subjects[2]
     assert sum(m["splits"][k]["num_slices"] for k in records.SPLITS) == 80
     assert all(m["splits"][k]["num_subjects"] > 0 for k in records.SPLITS)
-    for split, (_, s, _) in (
-        (v[0], v) for v in _read_all(str(tmp_path / "out")).values()
-    ):
+    read_back = _read_all(str(tmp_path / "out")).values()
+    assert len(read_back) == 80
+    for split, s, _ in read_back:
         assert s.subject_id in m["splits"][split]["subjects"]
     norm = m["normalization"]
     assert norm["strain_std"] == pytest.approx(0.05, rel=0.1)
@@ -150,6 +150,7 @@ def test_every_reject_reason_is_reported_and_good_slices_survive(tmp_path, capsy
 def test_strict_and_empty_inputs_fail_clearly(tmp_path):
     testing.write_cohort_npz(str(tmp_path / "in"), 3, 1)
     _bad_inputs(str(tmp_path / "in"))
+    assert issubclass(records.RecordsError, LmaError)  # one line, exit 1
     with pytest.raises(records.RecordsError, match="--strict"):
         records.make_records(
             [str(tmp_path / "in")], _opts(tmp_path / "o1", strict=True)
@@ -180,7 +181,8 @@ def test_pickled_npy_read_only_when_allowed(tmp_path):
         records.make_records([str(path)], _opts(tmp_path / "o1"))
     m = records.make_records([str(path)], _opts(tmp_path / "o2", allow_pickle=True))
     assert m["num_slices"] == 3
-    assert pickle  # the format really is a pickle: np.load needs allow_pickle
+    with pytest.raises(ValueError, match="allow_pickle"):  # really a pickle
+        np.load(path, allow_pickle=False)
 
 
 @pytest.mark.parametrize("compression", ["", "GZIP"])
@@ -277,6 +279,67 @@ def test_cli_reports_and_exits_nonzero_without_valid_slices(tmp_path):
         text=True,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )
-    assert proc.returncode != 0
-    assert "no valid slice" in proc.stderr
+    assert proc.returncode == 1, proc.stderr  # LmaError: no traceback
+    assert "lma-tf convert: error: no valid slice" in proc.stderr
+    assert "Traceback" not in proc.stderr
     assert "REJECT file=" in proc.stderr and "allow_pickle" in proc.stderr
+
+
+def _convert(*flags: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, os.path.join(REPO, "tools", "make_records.py"), *flags],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+
+
+def test_cli_converts_and_refuses_bad_flags_with_usage_errors(tmp_path):
+    testing.write_cohort_npz(str(tmp_path / "in"), 6, 1)
+    out = tmp_path / "out"
+    proc = _convert(f"--input={tmp_path / 'in'}", f"--output_dir={out}")
+    assert proc.returncode == 0, proc.stderr
+    assert "wrote 6 slices" in proc.stdout
+    assert manifest.load_manifest(str(out))["num_slices"] == 6
+    # Percentages instead of fractions: exit 2 with one line that says why.
+    proc = _convert(
+        f"--input={tmp_path / 'in'}", f"--output_dir={out}2", "--split=70,15,15"
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "lma-tf convert: error: --split=70,15,15" in proc.stderr
+    assert "sum to 1" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out2").exists()
+    proc = _convert(f"--input={tmp_path / 'nowhere'}", f"--output_dir={out}3")
+    assert proc.returncode == 2 and "input path not found" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "split",
+    [(70, 15, 15), (0.7, 0.2, 0.2), (0.5, 0.5), (1.2, -0.1, -0.1), (0.7, 0.3, np.nan)],
+)
+def test_bad_split_is_a_usage_error(split):
+    with pytest.raises(UsageError, match="sum to 1"):
+        records.check_split(split)
+    with pytest.raises(ValueError):  # a UsageError is a ValueError too
+        records.RecordsOptions(output_dir="x", split=split)
+
+
+def test_good_splits_and_other_options():
+    for split in [(0.7, 0.15, 0.15), (1.0, 0.0, 0.0), (0.5, 0.5, 0.0)]:
+        records.check_split(split)
+    with pytest.raises(UsageError, match="compression"):
+        records.RecordsOptions(output_dir="x", compression="ZLIB")
+    with pytest.raises(UsageError, match="num_shards"):
+        records.RecordsOptions(output_dir="x", num_shards=-1)
+
+
+def test_manifest_reader_refuses_other_schema_versions(tmp_path):
+    testing.write_cohort_npz(str(tmp_path / "in"), 3, 1)
+    out = tmp_path / "out"
+    m = records.make_records([str(tmp_path / "in")], _opts(out))
+    assert manifest.load_manifest(str(out)) == m
+    assert records.load_manifest is manifest.load_manifest  # one reader
+    m["schema_version"] = features.SCHEMA_VERSION + 1
+    (out / manifest.MANIFEST).write_text(json.dumps(m))
+    with pytest.raises(UsageError, match="schema_version"):
+        manifest.load_manifest(str(out))

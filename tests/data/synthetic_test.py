@@ -158,6 +158,7 @@ class CohortTest(unittest.TestCase):
             self.assertEqual(subject.has_scar, subject.group == "lbbb_scar")
 
     def test_scar_layout_and_labels(self):
+        num_scarred = 0
         for subject in _subjects():
             scarred_slices = []
             for k, s in enumerate(subject.slices):
@@ -165,6 +166,7 @@ class CohortTest(unittest.TestCase):
                 if not scar.any():
                     continue
                 scarred_slices.append(k)
+                num_scarred += 1
                 runs = _runs(scar)
                 self.assertEqual(len(runs), 1, runs)
                 self.assertTrue(10 <= runs[0] <= 30, runs)
@@ -176,9 +178,12 @@ class CohortTest(unittest.TestCase):
                     scarred_slices,
                     list(range(scarred_slices[0], scarred_slices[-1] + 1)),
                 )
+        self.assertGreater(num_scarred, 5)
 
     def test_activation_patterns(self):
+        groups = set()
         for subject in _subjects():
+            groups.add(subject.group)
             tos = np.stack([s.tos_ms for s in subject.slices])
             if subject.group == "normal":
                 self.assertLessEqual(tos.max(), synthetic.MAX_NORMAL_TOS_MS)
@@ -188,16 +193,20 @@ class CohortTest(unittest.TestCase):
             self.assertGreater(lateral, septal + 15.0, subject.subject_id)
             self.assertGreaterEqual(tos.max(), 55.0)
             np.testing.assert_array_equal(tos[:, synthetic.SEPTAL_SECTORS[14:29]], 17.0)
+        self.assertEqual(groups, set(synthetic.GROUPS))
 
     def test_bumps_correlated_across_slices(self):
+        checked = 0
         for subject in _subjects():
             if subject.group != "lbbb":
                 continue
+            checked += 1
             peaks = [int(np.argmax(s.tos_ms)) for s in subject.slices]
             spread = np.ptp(
                 np.unwrap(np.array(peaks) * 2 * np.pi / 126) * 126 / 2 / np.pi
             )
             self.assertLess(spread, 20.0, (subject.subject_id, peaks))
+        self.assertGreater(checked, 5)
 
     def test_naive_detector_calls_scar_late(self):
         """The reason for the multitask model: scar looks late, is labelled 17."""
@@ -226,10 +235,6 @@ class CohortTest(unittest.TestCase):
         self.assertGreater(np.corrcoef(true_all, naive_all)[0, 1], 0.7)
 
 
-if __name__ == "__main__":
-    unittest.main()
-
-
 def test_tethered_scar_shortens_late_but_keeps_its_labels():
     passive = synthetic.generate_cohort(30, 4)
     tethered = synthetic.generate_cohort(30, 4, "tethered")
@@ -253,8 +258,13 @@ def test_tethered_scar_shortens_late_but_keeps_its_labels():
             scar_late_naive[name] += list(
                 synthetic.naive_onset_ms(s.strain_matrix)[scar]
             )
-    assert scar_late_naive["tethered"]
+    assert len(scar_late_naive["tethered"]) == len(scar_late_naive["passive"]) > 50
     # Both fool a naive onset detector: scar looks late (label: 17 ms).
     assert np.mean(scar_late_naive["tethered"]) > 17.0 + 60.0
+    assert np.mean(scar_late_naive["passive"]) > 17.0 + 60.0
     with pytest.raises(ValueError, match="scar_model"):
         synthetic.generate_cohort(1, 0, "fibrotic")
+
+
+if __name__ == "__main__":
+    unittest.main()

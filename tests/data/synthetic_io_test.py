@@ -1,4 +1,4 @@
-"""Tests of the cohort writers: file layouts, keys, MATLAB shapes, manifest."""
+"""The format writers and the cohort tool: file layouts, keys, MATLAB shapes, sheet."""
 
 import csv
 import functools
@@ -13,9 +13,10 @@ import numpy as np
 import scipy.io
 
 from lma_tf.data import sources, synthetic, synthetic_io
+from lma_tf.data.formats import npy, npz
 from lma_tf.data.slices import DenseSlice, validate_slice
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @functools.cache
@@ -59,7 +60,7 @@ class WriterTestCase(unittest.TestCase):
 
 class NpzTest(WriterTestCase):
     def test_layout_and_keys(self):
-        paths = synthetic_io.write_npz(self.slices, self.dir)
+        paths = npz.write(self.slices, self.dir)
         self.assertEqual(len(paths), len(self.slices))
         for path, s in zip(paths, self.slices, strict=True):
             self.assertEqual(
@@ -78,6 +79,7 @@ class NpzTest(WriterTestCase):
                     self.assertNotIn("scar_fraction", z.files)
                     self.assertNotIn("slice_location", z.files)
                 else:
+                    self.assertEqual(set(z.files), set(npz.KEYS))
                     np.testing.assert_array_equal(z["tos_ms"], s.tos_ms)
                     np.testing.assert_array_equal(z["scar_fraction"], s.scar_fraction)
                     self.assertEqual(float(z["slice_location"]), s.slice_location)
@@ -86,7 +88,7 @@ class NpzTest(WriterTestCase):
 
 class NpyTest(WriterTestCase):
     def test_authors_convention(self):
-        paths = synthetic_io.write_npy(self.slices, self.dir)
+        paths = npy.write(self.slices, self.dir)
         subjects = list(dict.fromkeys(s.subject_id for s in self.slices))
         self.assertEqual(
             [os.path.relpath(p, self.dir) for p in paths],
@@ -218,10 +220,10 @@ class CohortTest(WriterTestCase):
         with self.assertRaises(ValueError):
             synthetic_io.write_cohort(self.slices, self.dir, "hdf5")
         with self.assertRaises(ValueError):
-            synthetic_io.write_npz([self.slices[0], self.slices[0]], self.dir)
+            npz.write([self.slices[0], self.slices[0]], self.dir)
         evil = DenseSlice("../x", "s", self.slices[0].strain_matrix)
         with self.assertRaises(ValueError):
-            synthetic_io.write_npz([evil], self.dir)
+            npz.write([evil], self.dir)
 
     def test_progress_counts_slices(self):
         for fmt in synthetic_io.FORMATS:
@@ -252,22 +254,40 @@ class CohortTest(WriterTestCase):
                     self.assertAlmostEqual(r.slice_location, s.slice_location, places=5)
 
 
+class SynthesizeCohortTest(WriterTestCase):
+    def test_summary_and_files(self):
+        summary = synthetic_io.synthesize_cohort(self.dir, 3, 5, "npy", "tethered")
+        subjects = synthetic.generate_subjects(3, 5, "tethered")
+        self.assertEqual(summary.num_subjects, 3)
+        self.assertEqual(summary.num_slices, sum(len(s.slices) for s in subjects))
+        self.assertEqual(summary.num_with_scar, sum(s.has_scar for s in subjects))
+        self.assertEqual(
+            [os.path.basename(p) for p in summary.paths],
+            [f"{s.subject_id}.npy" for s in subjects],
+        )
+        with self.assertRaises(ValueError):
+            synthetic_io.synthesize_cohort(self.dir, 1, 0, "hdf5")
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 class ToolTest(unittest.TestCase):
     def test_synthesize_cohort_binary(self):
         with tempfile.TemporaryDirectory() as tmp:
-            proc = subprocess.run(
-                [
-                    sys.executable,
-                    os.path.join(REPO_ROOT, "tools", "synthesize_cohort.py"),
-                    f"--output_dir={tmp}",
-                    "--num_subjects=2",
-                    "--seed=5",
-                    "--format=npz",
-                ],
-                capture_output=True,
-                text=True,
-                timeout=120,
-                check=False,
+            proc = _run(
+                os.path.join(REPO_ROOT, "tools", "synthesize_cohort.py"),
+                f"--output_dir={tmp}",
+                "--num_subjects=2",
+                "--seed=5",
+                "--format=npz",
             )
             self.assertEqual(proc.returncode, 0, proc.stderr)
             slices = synthetic.generate_cohort(2, 5)
@@ -276,6 +296,33 @@ class ToolTest(unittest.TestCase):
             self.assertEqual(
                 len([f for f in _files(tmp) if f.endswith(".npz")]), len(slices)
             )
+
+    def test_usage_errors_exit_2_in_one_line(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            for flag, needle in (
+                ("--num_subjects=0", "--num_subjects must be >= 1"),
+                ("--seed=-1", "--seed must be >= 0"),
+            ):
+                proc = _run("-m", "lma_tf.cli.synthesize", f"--output_dir={tmp}", flag)
+                self.assertEqual(proc.returncode, 2, proc.stderr)
+                self.assertIn(f"lma-tf synthesize: error: {needle}", proc.stderr)
+                self.assertNotIn("Traceback", proc.stderr)
+            self.assertEqual(_files(tmp), [])
+
+    def test_flag_choices_match_the_library(self):
+        """The command spells its choices (no numpy at import); they must agree."""
+        code = (
+            "import sys; import lma_tf.cli.synthesize as c; "
+            "print(c.FORMATS, c.SCAR_MODELS); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'numpy'))"
+        )
+        proc = _run("-c", code)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        choices, heavy = proc.stdout.splitlines()
+        self.assertEqual(
+            choices, f"{list(synthetic_io.FORMATS)} {list(synthetic.SCAR_MODELS)}"
+        )
+        self.assertEqual(heavy, "[]")
 
 
 if __name__ == "__main__":

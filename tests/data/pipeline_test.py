@@ -119,40 +119,88 @@ def test_training_pipeline_is_deterministic_for_a_seed(records_dir):
 
 
 def test_noise_leaves_the_zero_padding_alone(records_dir):
-    c = _config(records_dir[0], noise_std=0.05, augment_shift=False)
-    for feats, _, _ in pipeline.make_dataset(c, "train").take(2):
-        x = feats["strain"].numpy()
-        frames = x.shape[-1]
-        for i in range(x.shape[0]):
-            real = preprocess.real_frames(x[i], frames)
-            assert real < frames  # the fixture's slices are shorter than 64
-            assert not x[i][:, real:].any()
+    def batches(noise_std):
+        c = _config(records_dir[0], noise_std=noise_std, augment_shift=False)
+        ds = pipeline.make_dataset(c, "train", include_metadata=True)
+        return [f for f, _, _ in ds.take(2)]
+
+    checked = 0
+    for clean, noisy in zip(batches(0.0), batches(0.05)):
+        # Same seed, same order: only the noise differs.
+        np.testing.assert_array_equal(noisy["slice_id"], clean["slice_id"])
+        frames = noisy["num_frames"].numpy()
+        for i, (x, x0) in enumerate(zip(noisy["strain"].numpy(), clean["strain"])):
+            x0 = x0.numpy()
+            real = int(frames[i])
+            assert real < x.shape[-1]  # the fixture's slices are shorter than 64
+            assert not x[:, real:].any()  # the padding stays exactly zero
+            assert not x0[:, real:].any()
+            noise = x[:, :real] - x0[:, :real]
+            assert np.count_nonzero(noise) > 0.99 * noise.size  # real frames noisy
+            assert 0.03 < noise.std() < 0.07
+            checked += 1
+    assert checked == 16
+
+
+def _mixup_batch(b: int = 8, t: int = 3) -> dict:
+    """Strain row i is the i-th unit vector on every frame, so an output's
+    strain holds its mixing weights: lam on itself, 1 - lam on its partner."""
+    rng = np.random.default_rng(0)
+    strain = np.repeat(np.eye(b, dtype=np.float32)[:, :, None], t, axis=2)
+    return {
+        "strain": tf.constant(strain),
+        "tos": tf.constant(rng.uniform(17.0, 140.0, (b, b)), tf.float32),
+        "lma": tf.constant(rng.random((b, b)) < 0.5, tf.float32),
+        "scar": tf.constant(rng.random((b, b)), tf.float32),
+        "has_tos": tf.constant([1, 1, 1, 1, 1, 1, 1, 0], tf.float32),
+    }
+
+
+def _check_mixup(batch: dict, out: dict) -> int:
+    """Asserts out[i] = lam_i x[i] + (1 - lam_i) x[p(i)]; returns how many mix.
+
+    lam_i and the partner p(i) are read from the strain (see `_mixup_batch`).
+    """
+    x = {k: v.numpy() for k, v in batch.items()}
+    y = {k: v.numpy() for k, v in out.items()}
+    b = x["strain"].shape[0]
+    weights = y["strain"][:, :, 0]  # (b, b): weight of input j in output i
+    np.testing.assert_allclose(y["strain"], np.repeat(weights[:, :, None], 3, 2))
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0, atol=1e-5)
+    assert weights.min() >= 0.0
+    partners, mixed = [], 0
+    for i in range(b):
+        others = [j for j in range(b) if j != i]
+        j = others[int(np.argmax(weights[i, others]))]
+        if weights[i, j] < 1e-6:
+            j = i  # mixed with itself: unchanged
+        partners.append(j)
+        lam = weights[i, i] if j != i else 1.0
+        assert np.count_nonzero(weights[i] > 1e-6) <= 2
+        for key in ("tos", "lma", "scar"):
+            want = lam * x[key][i] + (1.0 - lam) * x[key][j]
+            np.testing.assert_allclose(y[key][i], want, rtol=1e-5, atol=1e-4)
+        assert y["has_tos"][i] == x["has_tos"][i] * x["has_tos"][j]
+        if j != i and 1e-3 < lam < 1.0 - 1e-3:
+            mixed += 1
+            for key in ("tos", "scar"):  # differs from both of its inputs
+                assert not np.allclose(y[key][i], x[key][i], atol=1e-3)
+                assert not np.allclose(y[key][i], x[key][j], atol=1e-3)
+    assert sorted(partners) == list(range(b))  # partners are a permutation
+    return mixed
 
 
 def test_mixup_mixes_inputs_and_targets_convexly():
-    b = 8
-    batch = {
-        "strain": tf.constant(
-            np.arange(b, dtype=np.float32)[:, None, None]
-            * np.ones((1, 4, 3), np.float32)
-        ),
-        "tos": tf.constant(
-            np.arange(b, dtype=np.float32)[:, None] * np.ones((1, 4), np.float32)
-        ),
-        "lma": tf.constant(
-            (np.arange(b) % 2).astype(np.float32)[:, None] * np.ones((1, 4), np.float32)
-        ),
-        "scar": tf.zeros([b, 4]),
-        "has_tos": tf.constant([1, 1, 1, 1, 1, 1, 1, 0], tf.float32),
-    }
+    batch = _mixup_batch()
+    out = pipeline.mixup(batch, alpha=0.4, seed=tf.constant([3, 4], tf.int64))
+    assert _check_mixup(batch, out) >= 4
+    lams = np.diag(out["strain"].numpy()[:, :, 0])
+    assert len(np.unique(np.round(lams, 4))) > 2  # one lambda per example
+    # The unlabelled example zeroes the label weight of every mix it is in.
+    assert out["has_tos"].numpy().sum() < 7
+    # Without a seed: a fresh draw, the same rule.
     tf.random.set_seed(3)
-    out = pipeline.mixup(batch, alpha=0.4)
-    lam_strain = out["strain"].numpy()[:, 0, 0]
-    # The same convex mix applies to strain and TOS (which equal here).
-    np.testing.assert_allclose(out["tos"].numpy()[:, 0], lam_strain, atol=1e-5)
-    lma = out["lma"].numpy()
-    assert lma.min() >= 0.0 and lma.max() <= 1.0
-    assert out["has_tos"].numpy().sum() <= 7
+    assert _check_mixup(batch, pipeline.mixup(batch, alpha=0.4)) >= 1
 
 
 def test_input_context_shards_are_disjoint_and_complete(records_dir):

@@ -1,8 +1,9 @@
-"""Training: every experiment, strategies, resume after a crash, NaN stop."""
+"""Training: every experiment, strategies, resume after a crash, NaN stop, CLI."""
 
 import glob
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -14,12 +15,14 @@ import tensorflow as tf
 from lma_tf import config as lma_config
 from lma_tf import testing
 from lma_tf.data import pipeline
+from lma_tf.errors import LmaError
 from lma_tf.models import losses
 from lma_tf.models import networks as model
+from lma_tf.training import run_dir
 from lma_tf.training import strategy as lma_strategy
 from lma_tf.training import train_lib as train
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXPERIMENTS = sorted(glob.glob(os.path.join(REPO, "experiments", "[a-z]*.py")))
 
 
@@ -52,15 +55,15 @@ def test_each_experiment_trains_a_few_steps(records_dir, tmp_path, name):
         records_dir,
     )
     result = train.train(cfg, str(tmp_path), progress=False)
-    saved = train.load_config(str(tmp_path))
+    saved = run_dir.load_config(str(tmp_path))
     assert saved.model.kind == name and saved.model.strain_std > 0
     if name == "classical":
-        params = json.loads((tmp_path / train.CLASSICAL_JSON).read_text())
+        params = json.loads((tmp_path / run_dir.CLASSICAL_JSON).read_text())
         assert params["threshold"] < 0
         return
     history = result["history"]
     assert len(history) == 2 and all(np.isfinite(h["val_loss"]) for h in history)
-    net = train.restore_best(saved, str(tmp_path))
+    net = run_dir.restore_best(saved, str(tmp_path))
     x = np.zeros((1, 128, 64), np.float32)
     out = net(x, training=False)
     assert ("tos" in out) == (name != "classification_only")
@@ -74,7 +77,7 @@ def test_tos_head_starts_at_the_train_mean(records_dir):
     net = model.build_model(cfg)
     x = np.random.default_rng(0).normal(0, 0.05, (4, 128, 64)).astype(np.float32)
     tos = net(x, training=False)["tos"].numpy()
-    # Not stuck in the 0.01-slope region below 17 ms (see DESIGN.md).
+    # Not stuck in the 0.01-slope region below 17 ms (see docs/model.md).
     assert tos.min() > 17.0
     assert abs(tos.mean() - cfg.model.tos_mean_ms) < 15.0
 
@@ -206,7 +209,7 @@ def test_multi_worker_processes_end_with_identical_weights(records_dir, tmp_path
             "PYTHONPATH": REPO,
         }
         args = [
-            sys.executable, "-m", "lma_tf.training.train_lib",
+            sys.executable, "-m", "lma_tf.cli.train",
             f"--config={REPO}/experiments/multitask.py",
             f"--records_dir={records_dir}",
             f"--model_dir={tmp_path / 'm'}",
@@ -264,7 +267,7 @@ def test_sigkilled_run_resumes_when_restarted_with_the_same_command(
 
     model_dir = tmp_path / "m"
     cmd = [
-        sys.executable, "-m", "lma_tf.training.train_lib",
+        sys.executable, "-m", "lma_tf.cli.train",
         f"--config={REPO}/experiments/multitask.py",
         f"--records_dir={records_dir}",
         f"--model_dir={model_dir}",
@@ -305,3 +308,40 @@ def test_sigkilled_run_resumes_when_restarted_with_the_same_command(
     assert epoch * 3 + step == killed_at  # resumed at the backup, not from 0
     history = json.loads((model_dir / "history.json").read_text())
     assert [h["epoch"] for h in history] == list(range(30))
+
+
+def test_a_train_split_smaller_than_a_batch_suggests_a_batch_size(
+    records_dir, tmp_path
+):
+    cfg = small(lma_config.base_config(), records_dir, batch_size=100_000)
+    num_train = pipeline.count_examples(cfg, "train")
+    hint = f"--config.train.batch_size={num_train} (or smaller)"
+    with pytest.raises(train.TrainingError, match=re.escape(hint)):
+        train.train(cfg, str(tmp_path), progress=False)
+    assert issubclass(train.TrainingError, LmaError)
+    assert train.TrainingError.exit_code == 1
+
+
+def _cli(args: list[str], cwd) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": REPO}
+    cmd = [sys.executable, "-m", "lma_tf.cli.train", *args]
+    return subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True)
+
+
+def test_cli_unknown_experiment_is_one_line_listing_the_known_ones(tmp_path):
+    out = _cli(["--config=multitsk", "--config.train.epochs=3"], tmp_path)
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("lma-tf train: error: ")
+    assert "'multitsk'" in lines[0]
+    assert all(name in lines[0] for name in lma_config.EXPERIMENT_KINDS)
+    assert not (tmp_path / "trained_networks").exists()
+
+
+def test_cli_takes_an_experiment_name_and_defaults_the_model_dir(records_dir, tmp_path):
+    out = _cli(["--config=classical", f"--records_dir={records_dir}"], tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    run = tmp_path / "trained_networks" / "classical"
+    params = json.loads((run / run_dir.CLASSICAL_JSON).read_text())
+    assert f"[train] classical parameters: {json.dumps(params)}" in out.stdout
+    assert run_dir.load_config(str(run)).data.records_dir == records_dir

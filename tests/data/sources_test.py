@@ -1,4 +1,4 @@
-"""Tests for lma_tf.data.sources: every source kind, its fallbacks and its rejects."""
+"""Reading every input format (lma_tf.data.formats via sources): fallbacks, rejects."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 import scipy.io
 
 from lma_tf.data import sources
+from lma_tf.data.formats import record_sheet
 from lma_tf.data.slices import DenseSlice, Reject, validate_slice
 
 S = 126
@@ -540,7 +541,7 @@ def test_scar_csv_formats(tmp_path):
     for name, text in cases.items():
         (tmp_path / name).write_text(text)
         np.testing.assert_allclose(
-            sources._read_scar_csv(str(tmp_path / name)), values, err_msg=name
+            record_sheet.read_scar_csv(str(tmp_path / name)), values, err_msg=name
         )
 
 

@@ -1,0 +1,55 @@
+"""`lma-tf export`: a trained run as a versioned SavedModel (and/or ONNX).
+
+  lma-tf export --model_dir=M --export_dir=E [--format=saved_model|onnx]
+      [--version=N]
+
+writes `E/<N>/` (N: the next free version unless given); see
+`lma_tf.serving.export` and `docs/serving.md`.
+"""
+
+from __future__ import annotations
+
+from absl import flags
+
+from lma_tf import cli
+from lma_tf.serving import layout  # standard library only
+
+_MODEL_DIR = flags.DEFINE_string(
+    "model_dir", None, "Trained run dir (config.json and best/ from `lma-tf train`)."
+)
+_EXPORT_DIR = flags.DEFINE_string(
+    "export_dir", None, "Base dir; the export goes to <dir>/<N>."
+)
+_FORMAT = flags.DEFINE_enum(
+    "format", "saved_model", list(layout.FORMATS), "Export format."
+)
+_VERSION = flags.DEFINE_integer("version", None, "Version number (default: next free).")
+
+
+def main(argv: list[str]) -> None:
+    """Checks the flags (before TensorFlow loads), then `export.export`."""
+    from lma_tf.errors import LmaError, UsageError
+
+    if len(argv) > 1:
+        raise UsageError(f"unexpected arguments {argv[1:]}")
+    if not _MODEL_DIR.value:
+        raise UsageError("--model_dir is required (a trained run dir)")
+    if not _EXPORT_DIR.value:
+        raise UsageError("--export_dir is required (the base dir of the versions)")
+    if _VERSION.value is not None and _VERSION.value < 0:
+        raise UsageError(f"--version must be >= 0, got {_VERSION.value}")
+    from lma_tf.serving import export
+
+    try:
+        path = export.export(
+            _MODEL_DIR.value, _EXPORT_DIR.value, _FORMAT.value, _VERSION.value
+        )
+    except FileNotFoundError:
+        raise  # cli.run: a usage error
+    except OSError as e:  # e.g. a full disk or a read-only export dir
+        raise LmaError(f"cannot write the export under {_EXPORT_DIR.value}: {e}") from e
+    print(f"[export] wrote {_FORMAT.value} to {path}")
+
+
+if __name__ == "__main__":
+    cli.run("export", main)

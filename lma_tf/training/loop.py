@@ -1,0 +1,364 @@
+"""The training loop: one custom loop for every tf.distribute strategy.
+
+`Trainer.run` trains epoch after epoch of distributed steps (`steps`),
+scores the whole val split after each, keeps the best weights in `best/`,
+stops early when the selection metric stops improving, and writes a backup
+every `train.backup_every_steps` steps and at the end of every epoch, which
+a rerun of the same command resumes from, at the same epoch, step, data
+order and random state (docs/model.md, "Fault tolerance").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import shutil
+import sys
+from collections.abc import Callable
+
+import keras
+import ml_collections
+import numpy as np
+import tensorflow as tf
+
+from lma_tf import config as lma_config
+from lma_tf.data import pipeline
+from lma_tf.errors import LmaError
+from lma_tf.models import registry
+from lma_tf.training import run_dir, steps
+from lma_tf.training import strategy as lma_strategy
+
+
+class TrainingError(LmaError):
+    """Training cannot go on (e.g. the loss became NaN); exit status 1."""
+
+
+def steps_per_epoch(config: ml_collections.ConfigDict) -> int:
+    """`train.steps_per_epoch`, or one pass over the train split when <= 0.
+
+    Raises:
+      TrainingError: the train split holds less than one global batch.
+    """
+    batch = int(config.train.batch_size)
+    num_train = pipeline.count_examples(config, "train")
+    if num_train == 0:
+        raise TrainingError(
+            f"{config.data.records_dir}: the train split is empty (rerun "
+            "make_records with another --split or more subjects)"
+        )
+    if num_train < batch:
+        raise TrainingError(
+            f"train split has {num_train} slices, less than a batch of {batch}; "
+            f"use --config.train.batch_size={num_train} (or smaller)"
+        )
+    configured = int(config.train.steps_per_epoch)
+    return configured if configured > 0 else num_train // batch
+
+
+@dataclasses.dataclass
+class State:
+    """What a backup holds (model, optimizer, loop counters) and its managers.
+
+    `best` is the best selection score so far, as a value to minimise;
+    `wait` counts the epochs since it last improved.
+    """
+
+    model: keras.Model
+    optimizer: keras.optimizers.Optimizer
+    epoch: tf.Variable
+    step: tf.Variable
+    best: tf.Variable
+    wait: tf.Variable
+    backup: tf.train.CheckpointManager
+    best_weights: tf.train.CheckpointManager
+
+    @classmethod
+    def build(
+        cls,
+        config: ml_collections.ConfigDict,
+        strategy: tf.distribute.Strategy,
+        write_dir: str,
+        num_steps: int,
+    ) -> State:
+        """A fresh model, optimizer and counters, made in `strategy.scope()`."""
+        with strategy.scope():
+            model = registry.get(config.model.kind).build(config)
+            optimizer = steps.make_optimizer(config, num_steps)
+            optimizer.build(model.trainable_variables)
+            counters = {
+                "epoch": tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch"),
+                "step": tf.Variable(0, dtype=tf.int64, trainable=False, name="step"),
+                "best": tf.Variable(
+                    math.inf, dtype=tf.float64, trainable=False, name="best"
+                ),
+                "wait": tf.Variable(0, dtype=tf.int64, trainable=False, name="wait"),
+            }
+        backup = tf.train.Checkpoint(
+            model=model, rng=_seed_states(model), optimizer=optimizer, **counters
+        )
+        return cls(
+            model=model,
+            optimizer=optimizer,
+            backup=tf.train.CheckpointManager(
+                backup, run_dir.path(write_dir, run_dir.BACKUP_DIR), 1
+            ),
+            best_weights=tf.train.CheckpointManager(
+                tf.train.Checkpoint(model=model),
+                run_dir.path(write_dir, run_dir.BEST_DIR),
+                1,
+            ),
+            **counters,
+        )
+
+    def resume(self) -> bool:
+        """Restores the latest backup, if any; True when it did."""
+        latest = self.backup.latest_checkpoint
+        if not latest:
+            return False
+        self.backup.checkpoint.restore(latest).assert_existing_objects_matched()
+        print(
+            f"[train] resumed from {latest} at epoch {int(self.epoch.numpy())}, "
+            f"step {int(self.step.numpy())}",
+            file=sys.stderr,
+        )
+        return True
+
+    @property
+    def global_step(self) -> int:
+        return int(self.optimizer.iterations.numpy())
+
+    def save_backup(self) -> None:
+        self.backup.save(checkpoint_number=self.global_step)
+
+
+class Trainer:
+    """Trains one network experiment into `model_dir` under `strategy`.
+
+    The config must be resolved (`train_lib.resolve_config`) and the model
+    directory prepared; `train_lib.train` does both.
+    """
+
+    def __init__(
+        self,
+        config: ml_collections.ConfigDict,
+        model_dir: str,
+        write_dir: str,
+        strategy: tf.distribute.Strategy,
+        *,
+        progress: bool = True,
+    ) -> None:
+        self.config = config
+        self.model_dir = model_dir
+        self.write_dir = write_dir
+        self.strategy = strategy
+        self.chief = lma_strategy.is_chief(strategy)
+        self.progress = progress and self.chief
+        self.global_batch = int(config.train.batch_size)
+        self.num_steps = steps_per_epoch(config)
+        self.state = State.build(config, strategy, write_dir, self.num_steps)
+        self.history = run_dir.load_history(model_dir)
+        if self.state.resume():
+            self.history = self.history[: int(self.state.epoch.numpy())]
+        self.val_ds = pipeline.make_dataset(config, "val", training=False)
+        self.train_step = steps.build_train_step(
+            strategy, self.state.model, self.state.optimizer, config, self.global_batch
+        )
+        self.eval_step = steps.build_eval_step(self.state.model, config)
+        logs = run_dir.path(write_dir, run_dir.LOGS_DIR)
+        self.writers = {
+            part: tf.summary.create_file_writer(os.path.join(logs, part))
+            for part in ("train", "val")
+        }
+
+    def run(self, fault_hook: Callable[[int], None] | None = None) -> dict:
+        """Trains the remaining epochs; returns history, why it stopped, checksum.
+
+        Args:
+          fault_hook: called with the global step after every step.
+        """
+        epochs = int(self.config.train.epochs)
+        first_epoch = int(self.state.epoch.numpy())
+        stopped = "completed"
+        if self._patience_spent():
+            stopped = f"early stopping at epoch {first_epoch} (in an earlier run)"
+            first_epoch = epochs
+        for epoch in range(first_epoch, epochs):
+            metrics = self.train_epoch(epoch, fault_hook)
+            metrics.update(self.validate())
+            metrics["epoch"] = epoch
+            metrics["learning_rate"] = float(
+                keras.ops.convert_to_numpy(self.state.optimizer.learning_rate)
+            )
+            self.history.append(metrics)
+            self._log_epoch(metrics, epoch)
+            self._select(metrics, epoch)
+            self._end_epoch(epoch)
+            if self._patience_spent():
+                stopped = f"early stopping at epoch {epoch + 1}"
+                break
+        if not self.chief:
+            shutil.rmtree(self.write_dir, ignore_errors=True)
+        else:
+            _plot_history(self.history, self.model_dir)
+        return {
+            "history": self.history,
+            "stopped": stopped,
+            "weights_checksum": _checksum(self.state.model),
+        }
+
+    def _epoch_iterator(self, epoch: int, start_step: int):
+        """The distributed train stream of `epoch`, from batch `start_step` on.
+
+        A fresh, epoch-seeded stream fast-forwarded to the backup's step: a
+        resumed epoch sees exactly the batches the killed one would have.
+        """
+
+        def dataset_fn(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
+            return pipeline.make_dataset(
+                self.config,
+                "train",
+                ctx,
+                repeat=True,
+                epoch=epoch,
+                skip_batches=start_step
+                * ctx.num_replicas_in_sync
+                // ctx.num_input_pipelines,
+            )
+
+        return iter(self.strategy.distribute_datasets_from_function(dataset_fn))
+
+    def train_epoch(
+        self, epoch: int, fault_hook: Callable[[int], None] | None = None
+    ) -> dict:
+        """The rest of `epoch` (from the backup's step); returns its train metrics.
+
+        Raises:
+          TrainingError: the loss became NaN or infinite.
+        """
+        state, num_steps = self.state, self.num_steps
+        start_step = int(state.step.numpy())
+        iterator = self._epoch_iterator(epoch, start_step)
+        bar = keras.utils.Progbar(
+            num_steps,
+            stateful_metrics=["loss", "tos_mae_ms", "lma_accuracy"],
+            verbose=1 if self.progress else 0,
+        )
+        totals: dict[str, float] = {}
+        for step in range(start_step, num_steps):
+            sums = {k: float(v) for k, v in self.train_step(iterator).items()}
+            if not math.isfinite(sums["loss"]):
+                raise TrainingError(
+                    f"loss became {sums['loss']} at epoch {epoch}, step {step} "
+                    f"(global step {state.global_step}); stopping. "
+                    "Lower train.learning_rate or check the inputs."
+                )
+            for k, v in sums.items():
+                totals[k] = totals.get(k, 0.0) + v
+            done = step - start_step + 1
+            bar.update(
+                step + 1, list(steps.finish(totals, done * self.global_batch).items())
+            )
+            state.step.assign(step + 1)
+            if (step + 1) % int(self.config.train.backup_every_steps) == 0:
+                state.save_backup()
+            if fault_hook is not None:
+                fault_hook(state.global_step)
+        done = max(num_steps - start_step, 1)
+        return steps.finish(totals, done * self.global_batch)
+
+    def validate(self) -> dict:
+        """The val split's metrics, named `val_*`.
+
+        Every worker scores the whole val split locally: no collectives, so
+        uneven val shards cannot hang a multi-worker run, and all workers
+        take the same early-stopping decision.
+        """
+        total: dict[str, float] = {}
+        n = 0
+        for feats, labels, weights in self.val_ds:
+            sums, b = self.eval_step(feats, labels, weights)
+            n += int(b)
+            for k, v in sums.items():
+                total[k] = total.get(k, 0.0) + float(v)
+        return {f"val_{k}": v for k, v in steps.finish(total, n).items()}
+
+    def _log_epoch(self, metrics: dict, epoch: int) -> None:
+        """TensorBoard scalars (train and val side by side) and one stderr line."""
+        with self.writers["train"].as_default(step=epoch):
+            for k, v in metrics.items():
+                if not k.startswith("val_") and k != "epoch":
+                    tf.summary.scalar(k, v)
+        with self.writers["val"].as_default(step=epoch):
+            for k, v in metrics.items():
+                if k.startswith("val_"):
+                    tf.summary.scalar(k[4:], v)
+        if self.progress:
+            shown = ", ".join(
+                f"{k}={v:.4g}" for k, v in metrics.items() if k.startswith("val_")
+            )
+            epochs = self.config.train.epochs
+            print(f"epoch {epoch + 1}/{epochs}: {shown}", file=sys.stderr)
+
+    def _select(self, metrics: dict, epoch: int) -> None:
+        """Saves the weights to best/ when the selection metric improved."""
+        metric = self.config.train.selection_metric
+        # `best` holds a value to minimise: accuracies are negated.
+        sign = -1.0 if lma_config.SELECTION_METRICS[metric] == "max" else 1.0
+        score = sign * metrics[metric]
+        if score < float(self.state.best.numpy()):
+            self.state.best.assign(score)
+            self.state.wait.assign(0)
+            self.state.best_weights.save(checkpoint_number=epoch)
+        else:
+            self.state.wait.assign_add(1)
+
+    def _end_epoch(self, epoch: int) -> None:
+        """Backs up the finished epoch; the chief saves the history."""
+        self.state.epoch.assign(epoch + 1)
+        self.state.step.assign(0)
+        self.state.save_backup()
+        if self.chief:
+            run_dir.save_history(self.history, self.model_dir)
+
+    def _patience_spent(self) -> bool:
+        patience = int(self.config.train.early_stopping_patience)
+        return patience > 0 and int(self.state.wait.numpy()) >= patience
+
+
+def _seed_states(model: keras.Model) -> dict:
+    """The random-generator states of the model's layers (dropout masks).
+
+    Keras keeps them outside the model's weights; without them a resumed run
+    would draw other dropout masks than the run it continues.
+    """
+    states = {}
+    for layer in model._flatten_layers(include_self=False):
+        for attr, value in vars(layer).items():
+            if isinstance(value, keras.random.SeedGenerator):
+                states[f"{layer.name}_{attr}"] = value.state
+    return states
+
+
+def _checksum(model: keras.Model) -> float:
+    """A number that differs when any weight differs (replica agreement tests)."""
+    total = 0.0
+    for i, w in enumerate(model.weights):
+        total += (i + 1) * float(
+            np.sum(np.asarray(keras.ops.convert_to_numpy(w), np.float64))
+        )
+    return total
+
+
+def _plot_history(history: list[dict], model_dir: str) -> None:
+    """training_curves.png from the history (skipped if plotting is unavailable)."""
+    try:
+        from lma_tf.viz import plots
+    except ImportError:  # plots are a convenience, never a reason to fail
+        return
+    series: dict[str, list[float]] = {}
+    for row in history:
+        for k, v in row.items():
+            if k not in ("epoch", "learning_rate"):
+                series.setdefault(k, []).append(v)
+    plots.plot_training_curves(series, run_dir.path(model_dir, run_dir.CURVES_PNG))
