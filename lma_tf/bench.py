@@ -121,7 +121,7 @@ def bench_serve(
     with the reason, when the `onnx` extra is not installed.
     """
     from lma_tf.models import networks as lma_model
-    from lma_tf.serving import export, predict
+    from lma_tf.serving import contract, export, layout, predict
 
     cfg = lma_config.base_config()
     rng = np.random.default_rng(seed)
@@ -151,13 +151,13 @@ def bench_serve(
             result["onnxruntime"] = f"not measured: {e}"
         else:
             session = ort.InferenceSession(
-                os.path.join(onnx_dir, export.ONNX_FILE),
+                os.path.join(onnx_dir, layout.ONNX_FILE),
                 providers=["CPUExecutionProvider"],
             )
 
             def run_onnx(x, p):
                 return session.run(
-                    None, {export.STRAIN_INPUT: x, export.PERIOD_INPUT: p}
+                    None, {contract.STRAIN_INPUT: x, contract.PERIOD_INPUT: p}
                 )
 
             result.update(

@@ -17,6 +17,8 @@ import importlib
 import sys
 from collections.abc import Callable
 
+_HELP_FLAGS = {"--help", "-h", "-?", "--helpshort", "--helpfull", "--helpxml"}
+
 # name -> one-line description (the order is the order of the workflow).
 COMMANDS = {
     "synthesize": "write a synthetic DENSE cohort in one of the input formats",
@@ -52,11 +54,33 @@ def fail(command: str, message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
+def _adopt_help(main: Callable) -> None:
+    """Makes `--help` show the command's docstring and flags.
+
+    absl's help lists the key flags of the module named by sys.argv[0] and
+    prints `__main__`'s docstring; a command run through a shim or the
+    console script defines its flags in `lma_tf.cli.NAME` instead.
+    """
+    from absl import flags
+
+    module = sys.modules.get(main.__module__)
+    main_module = sys.modules.get("__main__")
+    if module is None or module is main_module:
+        return
+    if main_module is not None and module.__doc__:
+        main_module.__doc__ = module.__doc__
+    fv = flags.FLAGS
+    for flag in fv.get_key_flags_for_module(module.__name__):
+        fv.register_key_flag_for_module(sys.argv[0], flag)
+
+
 def run(command: str, main: Callable[[list[str]], None], argv=None) -> None:
     """absl's `app.run(main)`, with the library's errors turned into one line."""
     from absl import app
 
     from lma_tf.errors import LmaError
+
+    _adopt_help(main)
 
     def guarded(args: list[str]) -> None:
         quiet_logs()
@@ -69,7 +93,14 @@ def run(command: str, main: Callable[[list[str]], None], argv=None) -> None:
         except KeyboardInterrupt:
             fail(command, "interrupted; rerun the same command to resume", 130)
 
-    app.run(guarded, argv=argv)
+    args = list(sys.argv if argv is None else argv)
+    try:
+        app.run(guarded, argv=args)
+    except SystemExit as e:
+        # absl's help flags exit 1; asking for help is not an error.
+        if e.code == 1 and _HELP_FLAGS.intersection(args[1:]):
+            sys.exit(0)
+        raise
 
 
 def dispatch(argv: list[str] | None = None) -> None:

@@ -37,7 +37,7 @@ _SEED = flags.DEFINE_integer("seed", 0, "Seed of the subject split.")
 flags.mark_flag_as_required("input")
 
 
-def parse_split(values: list[str]) -> tuple[float, ...]:
+def _parse_split(values: list[str]) -> tuple[float, ...]:
     """--split as floats; UsageError unless three fractions summing to 1."""
     from lma_tf.data import records
     from lma_tf.errors import UsageError
@@ -50,10 +50,7 @@ def parse_split(values: list[str]) -> tuple[float, ...]:
             f"--split={text}: not numbers; give three fractions train,val,test "
             "in [0, 1] that sum to 1, e.g. --split=0.7,0.15,0.15"
         ) from None
-    try:
-        records.check_split(split)
-    except UsageError as e:
-        raise UsageError(f"--split={text}: {e}") from None
+    records.check_split(split, name="--split")
     return split
 
 
@@ -66,7 +63,7 @@ def main(argv: list[str]) -> None:
         raise UsageError(f"unexpected arguments {argv[1:]}; inputs go in --input")
     options = records.RecordsOptions(
         output_dir=_OUTPUT_DIR.value,
-        split=parse_split(_SPLIT.value),
+        split=_parse_split(_SPLIT.value),
         num_shards=_NUM_SHARDS.value,
         compression=_COMPRESSION.value,
         allow_pickle=_ALLOW_PICKLE.value,

@@ -83,21 +83,21 @@ class RecordsOptions:
             raise UsageError(f"num_shards must be >= 0, got {self.num_shards}")
 
 
-def check_split(split: Sequence[float]) -> None:
+def check_split(split: Sequence[float], name: str = "split") -> None:
     """Raises UsageError unless `split` is train,val,test fractions summing to 1.
 
-    Each fraction lies in [0, 1]; a 0 leaves that split empty.
+    Each fraction lies in [0, 1]; a 0 leaves that split empty. `name` (e.g.
+    the flag, "--split") starts the message.
     """
-    fractions = ",".join(f"{f:g}" for f in split)
     if (
         len(split) != 3
         or not all(0.0 <= f <= 1.0 for f in split)
         or not math.isclose(sum(split), 1.0, abs_tol=1e-6)
     ):
+        given = ",".join(f"{f:g}" for f in split)
         raise UsageError(
-            f"split {fractions} is not three fractions train,val,test, each in "
-            "[0, 1], that sum to 1 (e.g. 0.7,0.15,0.15; percentages like "
-            "70,15,15 are not accepted)"
+            f"{name}={given}: must be three fractions train,val,test, each in "
+            "[0, 1], that sum to 1 (e.g. 0.7,0.15,0.15; not percentages)"
         )
 
 
@@ -128,6 +128,7 @@ def pseudonymize(subject_id: str, salt: str) -> str:
 
 
 def shard_name(split: str, index: int, count: int, compression: str) -> str:
+    """`train-00000-of-00004.tfrecord[.gz]`: the name of one shard of a split."""
     suffix = ".tfrecord.gz" if compression == "GZIP" else ".tfrecord"
     return f"{split}-{index:05d}-of-{count:05d}{suffix}"
 
@@ -199,6 +200,7 @@ class _Stats:
         self.frames: list[int] = []
 
     def add(self, s: DenseSlice) -> None:
+        """Counts one train slice."""
         x = s.strain_matrix.astype(np.float64)
         self.n += x.size
         self.s += x.sum()
@@ -214,6 +216,8 @@ class _Stats:
             self.lma_n += lab.size
 
     def to_dict(self) -> dict:
+        """The manifest's `normalization` entry (None where nothing was seen)."""
+
         def mean_std(n, s, ss):
             if n == 0:
                 return None, None

@@ -45,10 +45,12 @@ class DenseSlice:
 
     @property
     def num_frames(self) -> int:
+        """F, the number of frames of the strain matrix."""
         return int(self.strain_matrix.shape[1])
 
     @property
     def key(self) -> tuple[str, str]:
+        """(subject_id, slice_id): unique within a cohort."""
         return (self.subject_id, self.slice_id)
 
 
@@ -65,6 +67,7 @@ class Reject:
         return f"REJECT file={self.file} slice={self.slice_id or '?'}: {self.reason}"
 
     def to_dict(self) -> dict[str, str]:
+        """file, slice_id and reason, as the manifest records them."""
         return dataclasses.asdict(self)
 
 

@@ -12,7 +12,6 @@ command is `lma-tf maps` (`lma_tf.cli.maps`). See docs/figures.md.
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -25,7 +24,8 @@ from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 from lma_tf import constants, textsafe
 from lma_tf.errors import UsageError
 from lma_tf.serving import prediction_csv
-from lma_tf.viz import aha, bullseye, figures, rings as rings_lib
+from lma_tf.viz import aha, bullseye, figures
+from lma_tf.viz import rings as rings_lib
 from lma_tf.viz.rings import RingData
 
 LV_RADIUS_MM = 25.0  # a typical end-diastolic LV radius, for the 3-D shell

@@ -17,7 +17,8 @@ from matplotlib.collections import PatchCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import Wedge
 
-from lma_tf.viz import aha, figures, rings as rings_lib
+from lma_tf.viz import aha, figures
+from lma_tf.viz import rings as rings_lib
 from lma_tf.viz.rings import RingData
 
 # Canonical bullseye wedges (degrees, counter-clockwise from 3 o'clock) of the

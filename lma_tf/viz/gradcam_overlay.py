@@ -19,7 +19,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from lma_tf import constants
-from lma_tf.viz import figures, strain as strain_fig
+from lma_tf.viz import figures
+from lma_tf.viz import strain as strain_fig
 
 CAM_CMAP = "jet"  # the Grad-CAM convention; 0 = no influence, 1 = the most
 CAM_ALPHA = 0.45

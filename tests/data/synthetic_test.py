@@ -8,6 +8,7 @@ import pytest
 
 from lma_tf import constants
 from lma_tf.data import synthetic
+from lma_tf.data import synthetic_signals as signals
 from lma_tf.data.slices import validate_slice
 
 SEED = 7
@@ -38,7 +39,7 @@ def _runs(mask: np.ndarray) -> list[int]:
 
 class HelpersTest(unittest.TestCase):
     def test_raised_cosine_has_compact_support_and_wraps(self):
-        b = synthetic.raised_cosine(centre=2.0, width=40.0)
+        b = signals.raised_cosine(centre=2.0, width=40.0)
         self.assertEqual(b.shape, (126,))
         self.assertAlmostEqual(b[2], 1.0)
         self.assertGreater(b[125], 0.0)  # wraps round past sector 0
@@ -46,16 +47,16 @@ class HelpersTest(unittest.TestCase):
         self.assertTrue(np.all((b >= 0) & (b <= 1)))
 
     def test_tos_profile(self):
-        flat = synthetic.tos_profile([])
+        flat = signals.tos_profile([])
         np.testing.assert_array_equal(flat, np.full(126, 17.0))
-        tos = synthetic.tos_profile([synthetic.Bump(84.0, 50.0, 120.0)])
+        tos = signals.tos_profile([signals.Bump(84.0, 50.0, 120.0)])
         self.assertAlmostEqual(tos.max(), 120.0)
         self.assertEqual(int(np.argmax(tos)), 84)
         self.assertEqual(tos.min(), 17.0)
         np.testing.assert_array_equal(tos[synthetic.SEPTAL_SECTORS], 17.0)
 
     def test_scar_profile_core_and_border(self):
-        frac = synthetic.scar_profile(
+        frac = signals.scar_profile(
             centre=120.0, core_length=14, core_value=0.9, border=3
         )
         scar = frac >= constants.SCAR_THRESHOLD
@@ -67,24 +68,24 @@ class HelpersTest(unittest.TestCase):
     def test_svd_denoise(self):
         rng = np.random.default_rng(0)
         low = rng.normal(size=(126, 3)) @ rng.normal(size=(3, 40))
-        np.testing.assert_allclose(synthetic.svd_denoise(low, rank=3), low, atol=1e-10)
+        np.testing.assert_allclose(signals.svd_denoise(low, rank=3), low, atol=1e-10)
         noisy = low + 0.1 * rng.normal(size=low.shape)
         err_before = np.abs(noisy - low).mean()
-        err_after = np.abs(synthetic.svd_denoise(noisy, rank=3) - low).mean()
+        err_after = np.abs(signals.svd_denoise(noisy, rank=3) - low).mean()
         self.assertLess(err_after, 0.5 * err_before)
 
     def test_naive_onset(self):
         strain = np.zeros((126, 30))
         strain[:, 4:] = -0.05  # below threshold from frame index 4 = 5th frame
         strain[10] = 0.01  # never shortens
-        onset = synthetic.naive_onset_ms(strain)
+        onset = signals.naive_onset_ms(strain)
         self.assertEqual(onset.shape, (126,))
         self.assertEqual(onset[0], 5 * 17.0)
         self.assertEqual(onset[10], 30 * 17.0)
 
     def test_noise_free_strain_turns_at_tos(self):
-        tos = synthetic.tos_profile([synthetic.Bump(84.0, 60.0, 119.0)])
-        strain = synthetic.strain_from_tos(
+        tos = signals.tos_profile([signals.Bump(84.0, 60.0, 119.0)])
+        strain = signals.strain_from_tos(
             tos, 40, peak_strain=-0.12, prestretch=0.04 * (tos > 17)
         )
         self.assertEqual(strain.shape, (126, 40))
@@ -215,7 +216,7 @@ class CohortTest(unittest.TestCase):
             for s in subject.slices:
                 scar = s.scar_fraction >= constants.SCAR_THRESHOLD
                 if scar.any():
-                    naive_scar.append(synthetic.naive_onset_ms(s.strain_matrix)[scar])
+                    naive_scar.append(signals.naive_onset_ms(s.strain_matrix)[scar])
                     labels.append(s.tos_ms[scar])
         self.assertGreater(len(naive_scar), 5)
         self.assertTrue(np.all(np.concatenate(labels) == 17.0))
@@ -229,7 +230,7 @@ class CohortTest(unittest.TestCase):
             for s in subject.slices:
                 late = (s.tos_ms > 18.0) & (s.scar_fraction == 0)
                 true.append(s.tos_ms[late])
-                naive.append(synthetic.naive_onset_ms(s.strain_matrix)[late])
+                naive.append(signals.naive_onset_ms(s.strain_matrix)[late])
         true_all, naive_all = np.concatenate(true), np.concatenate(naive)
         self.assertGreater(true_all.size, 500)
         self.assertGreater(np.corrcoef(true_all, naive_all)[0, 1], 0.7)
@@ -255,9 +256,7 @@ def test_tethered_scar_shortens_late_but_keeps_its_labels():
             < p.strain_matrix[scar].min(axis=1).mean() - 0.01
         )
         for name, s in (("passive", p), ("tethered", t)):
-            scar_late_naive[name] += list(
-                synthetic.naive_onset_ms(s.strain_matrix)[scar]
-            )
+            scar_late_naive[name] += list(signals.naive_onset_ms(s.strain_matrix)[scar])
     assert len(scar_late_naive["tethered"]) == len(scar_late_naive["passive"]) > 50
     # Both fool a naive onset detector: scar looks late (label: 17 ms).
     assert np.mean(scar_late_naive["tethered"]) > 17.0 + 60.0

@@ -21,7 +21,8 @@ from viz_samples import N, ring, subject
 
 from lma_tf.errors import UsageError
 from lma_tf.serving import prediction_csv
-from lma_tf.viz import activation_map, figures, rings as rings_lib
+from lma_tf.viz import activation_map, figures
+from lma_tf.viz import rings as rings_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

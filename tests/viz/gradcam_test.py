@@ -22,23 +22,24 @@ import pytest
 import tensorflow as tf
 
 from lma_tf import config as lma_config
+from lma_tf import inference
 from lma_tf.data import preprocess
 from lma_tf.models import networks as model
 from lma_tf.models import registry
-from lma_tf.training import train_lib as train
+from lma_tf.training import run_dir
 from lma_tf.viz import gradcam
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N = 126
 
 
 @pytest.fixture(scope="module")
 def multitask(trained):
     _, dirs = trained
-    config = train.load_config(dirs["multitask"])
-    net = train.restore_best(config, dirs["multitask"])
-    slices = gradcam.load_slices(config, "train", 6)
-    return config, net, slices
+    config = run_dir.load_config(dirs["multitask"])
+    net = run_dir.restore_best(config, dirs["multitask"])
+    batch = inference.load_split(config, "train", limit=6)
+    assert len(batch) == 6
+    return config, net, batch.model_input.astype(np.float32)
 
 
 def _upsample_linear(cam: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -117,6 +117,7 @@ class _Row:
 
     @property
     def where(self) -> str:
+        """`manifest <sheet> line <n>`, for reject reasons."""
         return f"manifest {self.sheet} line {self.line}"
 
     def resolve(self, name: str) -> str:
