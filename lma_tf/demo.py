@@ -9,17 +9,16 @@ activation maps, AHA bullseyes and Grad-CAM figures.
 
 from __future__ import annotations
 
-import collections
-import csv
 import json
 import os
 
 from lma_tf import config as lma_config
+from lma_tf import rules
 from lma_tf.data import records, synthetic, synthetic_io
 from lma_tf.evaluation import evaluate, metrics
-from lma_tf.serving import export, predict
+from lma_tf.serving import export, predict, prediction_csv
 from lma_tf.training import train_lib as train
-from lma_tf.viz import gradcam, plots
+from lma_tf.viz import activation_map, explain
 
 
 def run_demo(
@@ -72,10 +71,10 @@ def run_demo(
             [os.path.join(cohort_dir, subject) for subject in test_subjects],
             predictions,
         )
-        maps = plots.activation_maps_from_csv(
+        maps = activation_map.activation_maps_from_csv(
             predictions, os.path.join(results_dir, "activation_maps")
         )
-        cams = gradcam.run_gradcam(
+        cams = explain.run_gradcam(
             networks[:2],
             os.path.join(results_dir, "gradcam"),
             slice_ids=_most_late_slices(predictions, 4),
@@ -99,8 +98,7 @@ def run_demo(
 
 def _most_late_slices(predictions_csv: str, n: int) -> list[str]:
     """The `n` slices with the most predicted LMA sectors (worth explaining)."""
-    late: collections.Counter = collections.Counter()
-    with open(predictions_csv, newline="", encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            late[row["slice_id"]] += float(row["lma_probability"]) >= 0.5
-    return [slice_id for slice_id, _ in late.most_common(n)]
+    slices = prediction_csv.read(predictions_csv)
+    late = [int(rules.lma_call(s.lma_probability).sum()) for s in slices]
+    order = sorted(range(len(slices)), key=lambda i: -late[i])
+    return [slices[i].slice_id for i in order[:n]]

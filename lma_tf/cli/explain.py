@@ -1,6 +1,6 @@
 """`lma-tf explain`: Grad-CAM explanations of the trained heads.
 
-  lma-tf explain --model_dir=M [--records_dir=D] --split=test --output_dir=G \
+  lma-tf explain --model_dir=M [--records_dir=D] --split=test --output_dir=G
       [--method=gradcam|gradcam++|scorecam] [--num_slices=N] [--slice_ids=a,b]
   lma-tf explain --compare=M1,M2 ...   (the same slices, side by side)
 

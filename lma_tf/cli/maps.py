@@ -1,6 +1,6 @@
 """`lma-tf maps`: 3-D activation maps and AHA bullseyes from a prediction CSV.
 
-  lma-tf maps --predictions=P.csv --output_dir=A [--tos_column=tos_ms] \
+  lma-tf maps --predictions=P.csv --output_dir=A [--tos_column=tos_ms]
       [--tos_max_ms=150] [--base_at=low]
 
 One `{subject}_activation_map.png` and `{subject}_bullseye.png` per subject
@@ -31,7 +31,6 @@ _TOS_MAX_MS = flags.DEFINE_float(
 _BASE_AT = flags.DEFINE_enum(
     "base_at", "high", ["high", "low"], "Which slice_location end is the base."
 )
-flags.mark_flags_as_required(["predictions"])
 
 
 def main(argv: list[str]) -> None:
@@ -40,6 +39,8 @@ def main(argv: list[str]) -> None:
 
     if len(argv) > 1:
         raise UsageError(f"unexpected arguments {argv[1:]} (flags only)")
+    if not _PREDICTIONS.value:
+        raise UsageError("--predictions is required")
     if _TOS_MAX_MS.value < 0:
         raise UsageError(f"--tos_max_ms must be >= 0, got {_TOS_MAX_MS.value}")
 

@@ -3,7 +3,7 @@
 Writes the cohort in one of the input formats (docs/data.md), laid out like
 real data, so that `lma-tf convert` can be run on it:
 
-  lma-tf synthesize --output_dir=/tmp/syn --num_subjects=100 --seed=0 \
+  lma-tf synthesize --output_dir=/tmp/syn --num_subjects=100 --seed=0
       --format=npz
 """
 

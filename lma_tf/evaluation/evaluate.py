@@ -14,7 +14,8 @@ import numpy as np
 from lma_tf import atomic, constants, inference, rules, textsafe
 from lma_tf.evaluation import metrics
 from lma_tf.training import run_dir
-from lma_tf.viz import plots
+from lma_tf.viz import charts
+from lma_tf.viz import strain as strain_fig
 
 
 def evaluate(
@@ -75,7 +76,7 @@ def _figures(
     for i in scar_first[:num_figures]:
         subject, slice_id = batch.subject_id[i], batch.slice_id[i]
         name = textsafe.safe_name(f"{subject}_{slice_id}") + ".png"
-        plots.plot_strain_tos(
+        strain_fig.plot_strain_tos(
             batch.strain[i][:, : batch.num_frames[i]],
             true_tos=batch.true_tos[i],
             pred_tos=None if pred.tos_ms is None else pred.tos_ms[i],
@@ -101,7 +102,7 @@ def compare(
     os.makedirs(output_dir, exist_ok=True)
     atomic.write_text(os.path.join(output_dir, "comparison.md"), table + "\n")
     metrics.write_json(results, os.path.join(output_dir, "comparison.json"))
-    plots.plot_comparison(
+    charts.plot_comparison(
         results,
         ["tos_mae_ms", "tos_mae_ms_scar", "combined_tos_mae_ms", "lma_accuracy"],
         os.path.join(output_dir, "comparison.png"),

@@ -353,7 +353,7 @@ def _checksum(model: keras.Model) -> float:
 def _plot_history(history: list[dict], model_dir: str) -> None:
     """training_curves.png from the history (skipped if plotting is unavailable)."""
     try:
-        from lma_tf.viz import plots
+        from lma_tf.viz import charts
     except ImportError:  # plots are a convenience, never a reason to fail
         return
     series: dict[str, list[float]] = {}
@@ -361,4 +361,4 @@ def _plot_history(history: list[dict], model_dir: str) -> None:
         for k, v in row.items():
             if k not in ("epoch", "learning_rate"):
                 series.setdefault(k, []).append(v)
-    plots.plot_training_curves(series, run_dir.path(model_dir, run_dir.CURVES_PNG))
+    charts.plot_training_curves(series, run_dir.path(model_dir, run_dir.CURVES_PNG))

@@ -1,6 +1,6 @@
 """Grad-CAM explanations of trained runs: the same slices, every experiment.
 
-  lma-tf explain --model_dir=M [--records_dir=D] --split=test --output_dir=G \
+  lma-tf explain --model_dir=M [--records_dir=D] --split=test --output_dir=G
       [--method=gradcam|gradcam++|scorecam] [--num_slices=N] [--slice_ids=a,b]
   lma-tf explain --compare=M1,M2 ...   (same slices, side by side)
 

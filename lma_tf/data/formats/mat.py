@@ -268,7 +268,7 @@ def write_v5(path: str, s: DenseSlice) -> None:
 
 
 _MAT73_HEADER_TEXT = (
-    b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created by: lma_tf.data.synthetic_io "
+    b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created by: lma_tf.data.formats.mat "
     b"HDF5 schema 1.00 ."
 )
 

@@ -61,6 +61,28 @@ SliceReader = Callable[[str, bool], Iterable[DenseSlice | Reject]]
 # Reading
 
 
+@dataclasses.dataclass(frozen=True)
+class _Row:
+    """One data line of a sheet: where it is, and its values by column."""
+
+    sheet: str
+    line: int
+    folder: str  # the sheet's folder: relative paths start there
+    values: dict[str, str]
+
+    @property
+    def where(self) -> str:
+        """`manifest <sheet> line <n>`, for reject reasons."""
+        return f"manifest {self.sheet} line {self.line}"
+
+    def resolve(self, name: str) -> str:
+        """A path of the row, relative to the sheet's folder unless absolute."""
+        name = os.path.expanduser(name)
+        if not os.path.isabs(name):
+            name = os.path.join(self.folder, name)
+        return os.path.normpath(name)
+
+
 def read(
     path: str,
     read_file: SliceReader,
@@ -104,28 +126,6 @@ def read(
         yield from _read_row(
             _Row(path, line, folder, row), read_file, slice_extensions, allow_pickle
         )
-
-
-@dataclasses.dataclass(frozen=True)
-class _Row:
-    """One data line of a sheet: where it is, and its values by column."""
-
-    sheet: str
-    line: int
-    folder: str  # the sheet's folder: relative paths start there
-    values: dict[str, str]
-
-    @property
-    def where(self) -> str:
-        """`manifest <sheet> line <n>`, for reject reasons."""
-        return f"manifest {self.sheet} line {self.line}"
-
-    def resolve(self, name: str) -> str:
-        """A path of the row, relative to the sheet's folder unless absolute."""
-        name = os.path.expanduser(name)
-        if not os.path.isabs(name):
-            name = os.path.join(self.folder, name)
-        return os.path.normpath(name)
 
 
 def _overrides(row: _Row, file: str, slice_extensions: Sequence[str]) -> dict[str, Any]:
