@@ -22,14 +22,14 @@ import tensorflow as tf
 
 from lma_tf import constants
 from lma_tf.data import features, preprocess
-from lma_tf.data import manifest as records  # load_manifest only
+from lma_tf.data import manifest as manifest_lib
 
 AUTOTUNE = tf.data.AUTOTUNE
 
 
 def shard_files(records_dir: str, split: str) -> tuple[list[str], str]:
     """The shard paths of a split from the manifest, and their compression."""
-    manifest = records.load_manifest(records_dir)
+    manifest = manifest_lib.load_manifest(records_dir)
     if split not in manifest["splits"]:
         raise ValueError(f"{records_dir}: no split {split!r} in the manifest")
     names = manifest["splits"][split]["shards"]
@@ -290,5 +290,5 @@ def _augment(batch: dict, seed: tf.Tensor, data: ml_collections.ConfigDict) -> d
 
 def count_examples(config: ml_collections.ConfigDict, split: str) -> int:
     """Slices in a split, from the manifest (no pass over the data)."""
-    manifest = records.load_manifest(config.data.records_dir)
+    manifest = manifest_lib.load_manifest(config.data.records_dir)
     return int(manifest["splits"][split]["num_slices"])

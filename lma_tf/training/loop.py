@@ -351,14 +351,13 @@ def _checksum(model: keras.Model) -> float:
 
 
 def _plot_history(history: list[dict], model_dir: str) -> None:
-    """training_curves.png from the history (skipped if plotting is unavailable)."""
-    try:
-        from lma_tf.viz import charts
-    except ImportError:  # plots are a convenience, never a reason to fail
-        return
+    """training_curves.png: each metric per epoch, train against val."""
+    from lma_tf.viz import charts
+
     series: dict[str, list[float]] = {}
     for row in history:
         for k, v in row.items():
             if k not in ("epoch", "learning_rate"):
                 series.setdefault(k, []).append(v)
-    charts.plot_training_curves(series, run_dir.path(model_dir, run_dir.CURVES_PNG))
+    if series:
+        charts.plot_training_curves(series, run_dir.path(model_dir, run_dir.CURVES_PNG))
