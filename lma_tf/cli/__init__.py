@@ -14,6 +14,7 @@ Commands are reached three ways, all the same `main`: `lma-tf NAME [flags]`
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Callable
 
@@ -80,6 +81,8 @@ def run(command: str, main: Callable[[list[str]], None], argv=None) -> None:
 
     from lma_tf.errors import LmaError
 
+    # TensorFlow's C++ start-up banner buries the command's own output.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     _adopt_help(main)
 
     def guarded(args: list[str]) -> None:
