@@ -29,6 +29,8 @@ import keras
 import tensorflow as tf
 
 from lma_tf import config as lma_config
+from lma_tf.data import pipeline
+from lma_tf.training import run_dir
 from lma_tf.training import strategy as lma_strategy
 from lma_tf.training import train_lib as train
 
@@ -47,11 +49,11 @@ start = time.perf_counter()
 result = train.train(cfg, f"{work}/m", strategy, progress=False)
 seconds = time.perf_counter() - start
 epochs = len(result["history"])
-steps = train.pipeline.count_examples(cfg, "train") // cfg.train.batch_size
-saved = train.load_config(f"{work}/m")
+steps = pipeline.count_examples(cfg, "train") // cfg.train.batch_size
+saved = run_dir.load_config(f"{work}/m")
 assert saved.train.mixed_precision, "the run did not use mixed precision"
 keras.mixed_precision.set_global_policy("mixed_float16")
-net = train.restore_best(saved, f"{work}/m")
+net = run_dir.restore_best(saved, f"{work}/m")
 print(f"compute dtype: {net.layers[-1].compute_dtype}, policy {net.dtype_policy.name}")
 kernel = next(w for w in net.weights if "kernel" in w.path)
 print(f"variable device: {kernel.value.device}")

@@ -22,7 +22,7 @@ Onset rule (per sector, on the smoothed strain of the real frames):
 
 Its known weakness, kept on purpose: scar barely shortens, so scarred sectors
 get a late TOS (often the end of the sequence) although their label is 17 ms,
-and `metrics.lma_from_tos` calls them LMA: it knows nothing about scar.
+and `rules.lma_from_tos` calls them LMA: it knows nothing about scar.
 """
 
 from __future__ import annotations
@@ -168,9 +168,14 @@ def fit_threshold(
 
 
 def params_from_config(config: Any) -> dict[str, Any]:
-    """`detect_tos` keyword arguments from `config.classical`."""
+    """`detect_tos` keyword arguments from `config.classical`.
+
+    The frame period is the model's (`data.frame_period_ms`): the pipeline
+    resamples every slice to it before the detector sees the strain.
+    """
     c = config.classical
     return {
+        "frame_period_ms": float(config.data.frame_period_ms),
         "smooth_sectors": int(c.smooth_sectors),
         "smooth_frames": int(c.smooth_frames),
         "threshold": float(c.threshold),

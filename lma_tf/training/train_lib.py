@@ -25,7 +25,8 @@ import tensorflow as tf
 
 from lma_tf import atomic
 from lma_tf import config as lma_config
-from lma_tf.data import pipeline, records
+from lma_tf.data import manifest as manifest_lib
+from lma_tf.data import pipeline
 from lma_tf.errors import UsageError
 from lma_tf.models import registry
 from lma_tf.training import classical_fit, run_dir
@@ -39,29 +40,7 @@ __all__ = [
     "make_optimizer",
     "resolve_config",
     "train",
-    # Deprecated, until their callers read the run directory through run_dir:
-    "CLASSICAL_JSON",
-    "load_config",
-    "restore_best",
 ]
-
-CLASSICAL_JSON = run_dir.CLASSICAL_JSON  # deprecated: use run_dir's
-
-
-def load_config(model_dir: str) -> ml_collections.ConfigDict:
-    """Deprecated: `run_dir.load_config`, raising FileNotFoundError as before."""
-    try:
-        return run_dir.load_config(model_dir)
-    except UsageError as e:
-        raise FileNotFoundError(str(e)) from None
-
-
-def restore_best(config: ml_collections.ConfigDict, model_dir: str) -> keras.Model:
-    """Deprecated: `run_dir.restore_best`, raising FileNotFoundError as before."""
-    try:
-        return run_dir.restore_best(config, model_dir)
-    except UsageError as e:
-        raise FileNotFoundError(str(e)) from None
 
 
 def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -78,7 +57,7 @@ def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
         lma_config.validate_config(config)
     except ValueError as e:  # a config field the user set: one line, exit 2
         raise UsageError(str(e)) from None
-    norm = records.load_manifest(config.data.records_dir)["normalization"]
+    norm = manifest_lib.load_manifest(config.data.records_dir)["normalization"]
     if not config.model.strain_std:
         config.model.strain_mean = float(norm["strain_mean"] or 0.0)
         config.model.strain_std = float(norm["strain_std"] or 1.0)
@@ -123,7 +102,7 @@ def train(
         need = "model selection" if kind.is_network else "the threshold's fit"
         raise TrainingError(
             f"{config.data.records_dir}: the val split is empty; {need} needs "
-            "one (rerun make_records with another --split or more subjects)"
+            "one (rerun `lma-tf convert` with another --split or more subjects)"
         )
     os.makedirs(write_dir, exist_ok=True)
     if chief:
