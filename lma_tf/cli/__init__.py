@@ -75,6 +75,15 @@ def _adopt_help(main: Callable) -> None:
         fv.register_key_flag_for_module(sys.argv[0], flag)
 
 
+def override_error(e: BaseException) -> str:
+    """One line from ml_collections' error for a `--config.FIELD` naming no field."""
+    text = str(e).replace("\\n", " ").replace("\\'", "").replace("\n", " ")
+    words = text.strip("'\" ").split()
+    if not words:
+        return "bad config override"
+    return f"bad config override: no field {words[0]!r}. " + " ".join(words[1:])
+
+
 def run(command: str, main: Callable[[list[str]], None], argv=None) -> None:
     """absl's `app.run(main)`, with the library's errors turned into one line."""
     from absl import app
@@ -97,8 +106,23 @@ def run(command: str, main: Callable[[list[str]], None], argv=None) -> None:
             fail(command, "interrupted; rerun the same command to resume", 130)
 
     args = list(sys.argv if argv is None else argv)
+
+    def parse(argv_: list[str]) -> list[str]:
+        # A flag error is a usage mistake: one line, exit 2. A config
+        # override naming no field fails inside ml_collections with an
+        # AttributeError carrying its "did you mean" hint.
+        from absl import flags
+
+        try:
+            return flags.FLAGS(argv_)
+        except flags.Error as e:
+            fail(command, f"{e} (see `lma-tf {command} --help`)", 2)
+        except (AttributeError, KeyError, TypeError, ValueError) as e:
+            fail(command, override_error(e), 2)
+        return []
+
     try:
-        app.run(guarded, argv=args)
+        app.run(guarded, argv=args, flags_parser=parse)
     except SystemExit as e:
         # absl's help flags exit 1; asking for help is not an error.
         if e.code == 1 and _HELP_FLAGS.intersection(args[1:]):

@@ -1,7 +1,7 @@
 """`lma-tf demo` (`make demo`): the whole pipeline on the embedded synthetic cohort.
 
-  lma-tf demo [--output_dir=demo_out] [--num_subjects=120] [--epochs=40]
-      [--experiments=multitask,classical] [--scar_model=passive|tethered]
+lma-tf demo [--output_dir=demo_out] [--num_subjects=120] [--epochs=40]
+    [--experiments=multitask,classical] [--scar_model=passive|tethered]
 """
 
 from __future__ import annotations

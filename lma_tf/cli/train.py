@@ -70,7 +70,12 @@ def _define_config_flag() -> tuple[flags.FlagHolder, ExperimentParser]:
     return holder, flag.parser
 
 
-_CONFIG, _CONFIG_PARSER = _define_config_flag()
+try:
+    _CONFIG, _CONFIG_PARSER = _define_config_flag()
+except (AttributeError, KeyError) as _e:
+    # ml_collections reads `--config.FIELD=...` overrides while the flag is
+    # defined: a FIELD that does not exist fails here, at import.
+    cli.fail("train", cli.override_error(_e), 2)
 _RECORDS_DIR = flags.DEFINE_string(
     "records_dir", "", "Records directory (overrides config.data.records_dir)."
 )
