@@ -3,10 +3,12 @@
 import csv
 import json
 import os
+import shutil
 
 import pytest
 
 from lma_tf.data import records
+from lma_tf.errors import UsageError
 from lma_tf.evaluation import evaluate, metrics
 
 
@@ -67,6 +69,11 @@ def test_compare_writes_a_table_across_experiments(trained, tmp_path):
     assert (tmp_path / "comparison.png").stat().st_size > 1000
 
 
-def test_untrained_model_dir_is_refused(tmp_path):
-    with pytest.raises(FileNotFoundError, match="config.json"):
+def test_untrained_model_dir_is_refused(trained, tmp_path):
+    with pytest.raises(UsageError, match="config.json not found"):
+        evaluate.evaluate(str(tmp_path), str(tmp_path / "out"))
+    # A config but no checkpoint: said so, and how to get one.
+    _, dirs = trained
+    shutil.copy(os.path.join(dirs["multitask"], "config.json"), tmp_path)
+    with pytest.raises(UsageError, match="no trained checkpoint.*lma-tf train"):
         evaluate.evaluate(str(tmp_path), str(tmp_path / "out"))

@@ -224,8 +224,10 @@ def test_params_from_config_round_trip():
 
     cfg = config_lib.base_config()
     cfg.classical.threshold = -0.015
+    cfg.data.frame_period_ms = 20.0
     params = classical.params_from_config(cfg)
     assert params == {
+        "frame_period_ms": 20.0,
         "smooth_sectors": 5,
         "smooth_frames": 3,
         "threshold": -0.015,
