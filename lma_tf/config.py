@@ -47,6 +47,15 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.augment_shift = True
     c.data.mixup_alpha = 0.0
     c.data.noise_std = 0.0
+    # The authors' preprocessing and augmentation, as options (xing2023):
+    c.data.sector_padding = "circular"  # circular | edge (their copy_boundary)
+    # Fixed expansion of the train split: rolled copies of every slice by each
+    # listed shift, and 0.5/0.5 mixes of random pairs, scar and scar-free
+    # slices apart (lma_tf/data/expansion.py).
+    c.data.expand_shifts_scar = ()
+    c.data.expand_shifts_scar_free = ()
+    c.data.expand_mixup_scar = 0
+    c.data.expand_mixup_scar_free = 0
 
     c.model = ml_collections.ConfigDict()
     c.model.kind = "multitask"
@@ -103,6 +112,12 @@ def validate_config(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         raise ValueError("data.drop_last_frames must be >= 0")
     if c.data.mixup_alpha < 0 or c.data.noise_std < 0:
         raise ValueError("data.mixup_alpha and data.noise_std must be >= 0")
+    if c.data.sector_padding not in ("circular", "edge"):
+        raise ValueError(
+            f"data.sector_padding={c.data.sector_padding!r} not in circular, edge"
+        )
+    if c.data.expand_mixup_scar < 0 or c.data.expand_mixup_scar_free < 0:
+        raise ValueError("data.expand_mixup_scar and _scar_free must be >= 0")
     if c.train.batch_size <= 0 or c.train.epochs <= 0:
         raise ValueError("train.batch_size and train.epochs must be positive")
     if c.train.learning_rate <= 0:
@@ -184,3 +199,44 @@ def load_experiment(name_or_path: str) -> ml_collections.ConfigDict:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return validate_config(module.get_config())
+
+
+def field_defaults(
+    c: ml_collections.ConfigDict, prefix: str = ""
+) -> list[tuple[str, object]]:
+    """Every leaf field of `c` as (dotted name, value), in sorted order."""
+    out: list[tuple[str, object]] = []
+    for key in c.keys():
+        value = c[key]
+        if isinstance(value, ml_collections.ConfigDict):
+            out.extend(field_defaults(value, f"{prefix}{key}."))
+        else:
+            out.append((f"{prefix}{key}", value))
+    return out
+
+
+def fields_help(c: ml_collections.ConfigDict | None = None) -> str:
+    """The `--config.FIELD=VALUE` overrides of `c` with their defaults, for --help.
+
+    absl lists `--config` itself but not the fields under it, so `lma-tf
+    train --help` appends this text (cheap: no TensorFlow).
+    """
+    c = base_config() if c is None else c
+    lines = [
+        "config fields (override with --config.FIELD=VALUE; defaults of the",
+        f"{c.name!r} experiment, which other experiments change in places):",
+    ]
+    lines += [
+        f"  --config.{name}={_shell_value(value)}" for name, value in field_defaults(c)
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _shell_value(value: object) -> str:
+    """A default as it would be typed on the command line."""
+    if isinstance(value, tuple):
+        inner = ",".join(str(v) for v in value) + ("," if len(value) == 1 else "")
+        return f"'({inner})'"
+    if isinstance(value, str):
+        return value or "''"
+    return str(value)

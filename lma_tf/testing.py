@@ -115,3 +115,23 @@ def train_tiny(root: str, records_dir: str, experiments, epochs: int = 1) -> dic
         dirs[name] = os.path.join(root, name)
         train.train(cfg, dirs[name], progress=False)
     return dirs
+
+
+def tiny_export(export_dir: str, fmt: str | None = None, seed: int = 0) -> str:
+    """An untrained tiny multitask network exported to `export_dir/1`.
+
+    Serving tests need a real export, not a trained one: the weights are
+    random (seeded), the normalisation statistics fixed.
+    """
+    import keras
+
+    from lma_tf import config as lma_config
+    from lma_tf.models import registry
+    from lma_tf.serving import export
+
+    cfg = tiny_config(lma_config.base_config(), "unused")
+    cfg.model.strain_mean, cfg.model.strain_std = 0.0, 0.05
+    cfg.model.tos_mean_ms = 40.0
+    keras.utils.set_random_seed(seed)
+    model = registry.get(cfg.model.kind).build(cfg)
+    return export.export_model(model, cfg, export_dir, fmt=fmt, version=1)

@@ -30,6 +30,7 @@ COMMANDS = {
     "predict": "predict TOS and LMA for raw DENSE inputs with an export",
     "explain": "Grad-CAM explanations of the trained heads",
     "maps": "3-D activation maps and AHA bullseyes from a prediction CSV",
+    "report": "per-subject pacing-target reports from prediction CSVs",
     "demo": "the whole pipeline end to end on the synthetic cohort",
     "benchmark": "speed and memory benchmarks",
 }

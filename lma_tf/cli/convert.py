@@ -9,6 +9,8 @@ stderr and writes the shards with a manifest.json:
 
 from __future__ import annotations
 
+import sys
+
 from absl import flags
 
 from lma_tf import cli
@@ -31,7 +33,23 @@ _ALLOW_PICKLE = flags.DEFINE_bool(
 )
 _STRICT = flags.DEFINE_bool("strict", False, "Any rejected slice is fatal.")
 _SALT = flags.DEFINE_string(
-    "pseudonymize_salt", "", "If set, subject ids become salted hashes."
+    "pseudonymize_salt",
+    "",
+    "If set, subject ids become salted hashes. At least 16 random bytes (32 hex "
+    "digits). Visible to other users in `ps`: prefer --pseudonymize_salt_file "
+    "or the LMA_TF_SALT environment variable.",
+)
+_SALT_FILE = flags.DEFINE_string(
+    "pseudonymize_salt_file",
+    "",
+    "File holding the pseudonymisation salt (one line). Without this flag and "
+    "--pseudonymize_salt, the LMA_TF_SALT environment variable is used if set.",
+)
+_ALLOW_OUTSIDE = flags.DEFINE_bool(
+    "allow_outside_paths",
+    False,
+    "Read files that record sheets or symbolic links name outside the --input "
+    "folders (refused by default).",
 )
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the subject split.")
 flags.mark_flag_as_required("input")
@@ -61,6 +79,9 @@ def main(argv: list[str]) -> None:
 
     if len(argv) > 1:
         raise UsageError(f"unexpected arguments {argv[1:]}; inputs go in --input")
+    salt, warnings = records.resolve_salt(_SALT.value, _SALT_FILE.value)
+    for warning in warnings:
+        print(f"WARNING: {warning}", file=sys.stderr)
     options = records.RecordsOptions(
         output_dir=_OUTPUT_DIR.value,
         split=_parse_split(_SPLIT.value),
@@ -68,8 +89,9 @@ def main(argv: list[str]) -> None:
         compression=_COMPRESSION.value,
         allow_pickle=_ALLOW_PICKLE.value,
         strict=_STRICT.value,
-        pseudonymize_salt=_SALT.value,
+        pseudonymize_salt=salt,
         seed=_SEED.value,
+        allow_outside_paths=_ALLOW_OUTSIDE.value,
     )
     manifest = records.make_records(_INPUT.value, options)
     counts = ", ".join(

@@ -1,10 +1,11 @@
-"""`lma-tf export`: a trained run as a versioned SavedModel (and/or ONNX).
+"""`lma-tf export`: a trained run as a versioned SavedModel and ONNX model.
 
-  lma-tf export --model_dir=M --export_dir=E [--format=saved_model|onnx]
-      [--version=N]
+  lma-tf export --model_dir=M --export_dir=E
+      [--format=saved_model,onnx|saved_model|onnx|both] [--version=N]
 
-writes `E/<N>/` (N: the next free version unless given); see
-`lma_tf.serving.export` and `docs/serving.md`.
+writes `E/<N>/` (N: the next free version unless given), by default with
+both the SavedModel and model.onnx; see `lma_tf.serving.export` and
+`docs/serving.md`.
 """
 
 from __future__ import annotations
@@ -20,8 +21,11 @@ _MODEL_DIR = flags.DEFINE_string(
 _EXPORT_DIR = flags.DEFINE_string(
     "export_dir", None, "Base dir; the export goes to <dir>/<N>."
 )
-_FORMAT = flags.DEFINE_enum(
-    "format", "saved_model", list(layout.FORMATS), "Export format."
+_FORMAT = flags.DEFINE_string(
+    "format",
+    ",".join(layout.FORMATS),
+    "What the version holds: saved_model, onnx, both (comma-separated or "
+    "`both`). The default leaves ONNX out, with a warning, without tf2onnx.",
 )
 _VERSION = flags.DEFINE_integer("version", None, "Version number (default: next free).")
 
@@ -40,15 +44,16 @@ def main(argv: list[str]) -> None:
         raise UsageError(f"--version must be >= 0, got {_VERSION.value}")
     from lma_tf.serving import export
 
+    # Only a format given on the command line is explicit (see export_model).
+    fmt = _FORMAT.value if flags.FLAGS["format"].present else None
     try:
-        path = export.export(
-            _MODEL_DIR.value, _EXPORT_DIR.value, _FORMAT.value, _VERSION.value
-        )
+        path = export.export(_MODEL_DIR.value, _EXPORT_DIR.value, fmt, _VERSION.value)
     except FileNotFoundError:
         raise  # cli.run: a usage error
     except OSError as e:  # e.g. a full disk or a read-only export dir
         raise LmaError(f"cannot write the export under {_EXPORT_DIR.value}: {e}") from e
-    print(f"[export] wrote {_FORMAT.value} to {path}")
+    written = [f for f in layout.FORMATS if layout.HAS_FORMAT[f](path)]
+    print(f"[export] wrote {' and '.join(written)} to {path}")
 
 
 if __name__ == "__main__":

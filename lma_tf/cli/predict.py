@@ -1,11 +1,14 @@
 """`lma-tf predict`: TOS and LMA for raw DENSE inputs with an exported model.
 
   lma-tf predict --saved_model=E/<N> (or E: its latest) --input=PATH
-      [--input=...] --output=P.csv [--allow_pickle] [--batch_size=64]
+      [--input=...] --output=P.csv [--runtime=auto|onnx|tensorflow]
+      [--allow_pickle] [--batch_size=64]
 
 Reads files, directories or CSV manifests like `lma-tf convert`, reports each
 rejected slice on stderr and writes the prediction CSV; see
-`lma_tf.serving.predict` and `docs/serving.md`.
+`lma_tf.serving.predict` and `docs/serving.md`. With an export holding
+model.onnx (the default export) it runs on ONNX Runtime and never imports
+TensorFlow.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import sys
 from absl import flags
 
 from lma_tf import cli
+from lma_tf.serving import layout  # standard library only
 
 NOTICE = (
     "research use only: not a medical device; models trained on synthetic "
@@ -23,6 +27,12 @@ NOTICE = (
 
 _SAVED_MODEL = flags.DEFINE_string(
     "saved_model", None, "Export version dir E/<N> (or E: its latest version)."
+)
+_RUNTIME = flags.DEFINE_enum(
+    "runtime",
+    "auto",
+    list(layout.RUNTIMES),
+    "auto: ONNX Runtime when the version has model.onnx, else TensorFlow.",
 )
 _INPUT = flags.DEFINE_multi_string(
     "input", None, "File, directory (recursive) or CSV manifest; repeatable."
@@ -59,6 +69,7 @@ def main(argv: list[str]) -> None:
             _SAVED_MODEL.value,
             _INPUT.value,
             _OUTPUT.value,
+            runtime=_RUNTIME.value,
             allow_pickle=_ALLOW_PICKLE.value,
             batch_size=_BATCH_SIZE.value,
         )
@@ -68,7 +79,8 @@ def main(argv: list[str]) -> None:
         raise LmaError(str(e)) from e
     print(
         f"[predict] {result['num_slices']} slices -> {result['num_rows']} rows in "
-        f"{result['output']}; {result['num_rejects']} rejected"
+        f"{result['output']}; {result['num_rejects']} rejected "
+        f"({result['runtime']}: {result['model']})"
     )
 
 

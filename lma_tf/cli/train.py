@@ -1,11 +1,12 @@
 """`lma-tf train`: train one experiment under a tf.distribute strategy.
 
-lma-tf train --config=multitask --records_dir=D [--model_dir=M]
+lma-tf train --config=multitask --records_dir=D [--model_dir=M] [--overwrite]
     [--strategy=default|mirrored|multi_worker|tpu] [--config.train.epochs=N ...]
 
 `--config` is an experiment name (a file of experiments/) or a config file
 path; `--config.FIELD=VALUE` overrides a field. Rerunning the same command
-resumes from the run's backup (docs/model.md, "Training").
+resumes from the run's backup; a model dir holding a run of another config
+is refused unless `--overwrite` (docs/model.md, "Training").
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from lma_tf.training.strategy import STRATEGIES
 
 DEFAULT_EXPERIMENT = "multitask"
 DEFAULT_RUNS_DIR = "trained_networks"  # as in the authors' code
+
+# `--help` prints this docstring: list the `--config.*` fields absl cannot.
+__doc__ = f"{__doc__}\n{lma_config.fields_help()}"
 
 
 class ExperimentParser(flags.ArgumentParser):
@@ -93,6 +97,12 @@ _NUM_CPU_REPLICAS = flags.DEFINE_integer(
     "--strategy=mirrored without GPUs: split the CPU into N devices.",
 )
 _TPU = flags.DEFINE_string("tpu", "", "TPU name or address for --strategy=tpu.")
+_OVERWRITE = flags.DEFINE_bool(
+    "overwrite",
+    False,
+    "Remove the run already in --model_dir and start over (without it, only "
+    "a run of the same config is resumed).",
+)
 
 
 def _check_flags(argv: list[str]) -> None:
@@ -139,7 +149,9 @@ def main(argv: list[str]) -> None:
         file=sys.stderr,
     )
     try:
-        result = train_lib.train(config, model_dir, strategy)
+        result = train_lib.train(
+            config, model_dir, strategy, overwrite=_OVERWRITE.value
+        )
     except ValueError as e:  # e.g. records of another schema: one line, no trace
         if isinstance(e, LmaError):
             raise

@@ -93,15 +93,80 @@ def decode_strain(raw: tf.Tensor, num_frames: tf.Tensor) -> tf.Tensor:
     return tf.reshape(flat, [_N, tf.cast(num_frames, tf.int32)])
 
 
+# Ranges the parser enforces on every record (the converter's validation,
+# slices.validate_slice, is stricter): a tampered or corrupt record fails
+# with InvalidArgumentError instead of reaching a model as inf, NaN or a
+# shape that allocates gigabytes.
+_PARSE_MAX_ABS_STRAIN = 1.0
+_PARSE_PERIOD_RANGE_MS = (5.0, 100.0)
+_PARSE_MAX_ABS_LOCATION_MM = 1e4
+
+
+def _in_range(x: tf.Tensor, low: float, high: float, message: str) -> tf.Operation:
+    """An assert that every value of `x` lies in [low, high] (NaN fails it)."""
+    ok = tf.reduce_all(tf.logical_and(x >= low, x <= high))
+    return tf.debugging.Assert(ok, [message], name="check_record")
+
+
 def parse_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
     """Parses one serialized example into a dict of dense tensors.
 
     The returned dict has `strain` (126, F) float32 besides every key of
-    `FEATURE_SPEC` (strain bytes removed).
+    `FEATURE_SPEC` (strain bytes removed). Every value is checked against
+    its range first (F in 16..128, the strain's byte length, finite values
+    within the data contract's ranges).
+
+    Raises:
+      tf.errors.InvalidArgumentError: malformed or out-of-range record.
     """
-    parsed = tf.io.parse_single_example(serialized, FEATURE_SPEC)
-    parsed["strain"] = decode_strain(parsed.pop(STRAIN), parsed[NUM_FRAMES])
-    return parsed
+    p = tf.io.parse_single_example(serialized, FEATURE_SPEC)
+    frames = p[NUM_FRAMES]
+    raw = p.pop(STRAIN)
+    shape_ok = [
+        _in_range(
+            frames,
+            constants.MIN_FRAMES,
+            constants.MAX_FRAMES,
+            f"strain/num_frames outside {constants.MIN_FRAMES}..{constants.MAX_FRAMES}",
+        )
+    ]
+    with tf.control_dependencies(shape_ok):
+        expected = tf.cast(4 * _N, tf.int64) * frames
+        size_ok = tf.debugging.Assert(
+            tf.equal(tf.cast(tf.strings.length(raw), tf.int64), expected),
+            ["strain/matrix is not 126 x num_frames float32 values"],
+        )
+    with tf.control_dependencies([size_ok]):
+        p["strain"] = decode_strain(raw, frames)
+    period = p[FRAME_PERIOD]
+    duration = tf.cast(frames, tf.float32) * period
+    checks = [
+        _in_range(
+            p["strain"],
+            -_PARSE_MAX_ABS_STRAIN,
+            _PARSE_MAX_ABS_STRAIN,
+            "strain/matrix not finite or |Ecc| > 1",
+        ),
+        _in_range(period, *_PARSE_PERIOD_RANGE_MS, "strain/frame_period_ms"),
+        _in_range(p[TOS] - duration, -np.inf, 1.0, "label/tos_ms beyond the sequence"),
+        _in_range(p[TOS], 0.0, np.inf, "label/tos_ms negative or NaN"),
+        _in_range(p[LMA], 0, 1, "label/lma not 0 or 1"),
+        _in_range(
+            tf.stack([p[HAS_TOS], p[HAS_SCAR], p[HAS_SLICE_LOCATION]]),
+            0,
+            1,
+            "a has_* flag not 0 or 1",
+        ),
+        _in_range(p[SCAR], 0.0, 1.0, "scar/fraction outside [0, 1]"),
+        _in_range(
+            p[SLICE_LOCATION],
+            -_PARSE_MAX_ABS_LOCATION_MM,
+            _PARSE_MAX_ABS_LOCATION_MM,
+            "meta/slice_location",
+        ),
+    ]
+    with tf.control_dependencies(checks):
+        return {k: tf.identity(v) for k, v in p.items()}
 
 
 def example_to_slice(parsed: dict[str, np.ndarray]) -> DenseSlice:

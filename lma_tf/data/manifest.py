@@ -12,7 +12,7 @@ import json
 import os
 
 from lma_tf.data import features
-from lma_tf.errors import UsageError
+from lma_tf.errors import LmaError, UsageError
 
 MANIFEST = "manifest.json"  # written last: a folder without one is incomplete
 SPLITS = ("train", "val", "test")
@@ -46,3 +46,76 @@ def load_manifest(records_dir: str) -> dict:
             "records with `lma-tf convert`"
         )
     return manifest
+
+
+class RecordsIntegrityError(LmaError):
+    """A shard differs from what the manifest says (truncated, replaced, missing)."""
+
+
+# (real path, size, mtime, inode) -> records counted: a shard is counted once
+# per process, however often a dataset of it is built (once per epoch).
+_counted: dict[tuple, int] = {}
+
+
+def _count_records(path: str, compression: str) -> int:
+    """Records in one shard, by a pass over it (checksums verified)."""
+    import tensorflow as tf
+
+    st = os.stat(path)
+    key = (os.path.realpath(path), st.st_size, st.st_mtime_ns, st.st_ino)
+    if key not in _counted:
+        try:
+            with tf.init_scope():  # eager even when called while tracing
+                ds = tf.data.TFRecordDataset(path, compression_type=compression)
+                _counted[key] = int(ds.reduce(0, lambda n, _: n + 1))
+        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+            raise RecordsIntegrityError(
+                f"{path}: corrupt shard ({e.message.splitlines()[0]}); rerun "
+                "`lma-tf convert`"
+            ) from None
+    return _counted[key]
+
+
+def verify_split(records_dir: str, split: str) -> int:
+    """Checks that a split's shards hold what the manifest says; returns the count.
+
+    Per shard: present, of the recorded size and number of records (manifests
+    of older versions record neither: only the split's total is checked).
+    Each shard is read once per process and remembered while unchanged.
+
+    Raises:
+      RecordsIntegrityError: naming the first shard that differs, or the
+        split whose total differs.
+    """
+    manifest = load_manifest(records_dir)
+    info = manifest["splits"][split]
+    compression = manifest.get("compression", "")
+    counts = info.get("shard_num_slices") or {}
+    sizes = info.get("shard_bytes") or {}
+    total = 0
+    for name in info["shards"]:
+        path = os.path.join(records_dir, name)
+        if not os.path.isfile(path):
+            raise RecordsIntegrityError(
+                f"{path}: shard listed in the manifest is missing; rerun "
+                "`lma-tf convert`"
+            )
+        size = os.path.getsize(path)
+        if name in sizes and size != sizes[name]:
+            raise RecordsIntegrityError(
+                f"{path}: {size} bytes, the manifest says {sizes[name]}: the shard "
+                "was truncated or replaced; rerun `lma-tf convert`"
+            )
+        n = _count_records(path, compression)
+        if name in counts and n != counts[name]:
+            raise RecordsIntegrityError(
+                f"{path}: {n} records, the manifest says {counts[name]}; rerun "
+                "`lma-tf convert`"
+            )
+        total += n
+    if total != info["num_slices"]:
+        raise RecordsIntegrityError(
+            f"{records_dir}: split {split!r} holds {total} records in its shards, "
+            f"the manifest says {info['num_slices']}; rerun `lma-tf convert`"
+        )
+    return total

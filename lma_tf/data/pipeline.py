@@ -21,7 +21,7 @@ import ml_collections
 import tensorflow as tf
 
 from lma_tf import constants
-from lma_tf.data import features, preprocess
+from lma_tf.data import expansion, features, preprocess, sector_padding
 from lma_tf.data import manifest as manifest_lib
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -109,12 +109,12 @@ def mixup(batch: dict, alpha: float, seed: tf.Tensor | None = None) -> dict:
 
 
 def to_model_inputs(batch: dict, data: ml_collections.ConfigDict, metadata: bool):
-    """Pads sectors circularly and builds the (features, labels, weights) triple."""
+    """Pads sectors (`data.sector_padding`) and builds (features, labels, weights)."""
     s = data.num_sectors
     mask = preprocess.sector_mask(s)[None, :]
-    strain = preprocess.pad_sectors(batch["strain"], s, axis=1)
-    tos = preprocess.pad_sectors(batch["tos"], s, axis=1)
-    lma = preprocess.pad_sectors(batch["lma"], s, axis=1)
+    strain = sector_padding.pad(batch["strain"], data, axis=1)
+    tos = sector_padding.pad(batch["tos"], data, axis=1)
+    lma = sector_padding.pad(batch["lma"], data, axis=1)
     weight = mask * batch["has_tos"][:, None]
     feats = {"strain": strain, "sector_mask": tf.broadcast_to(mask, tf.shape(tos))}
     if metadata:
@@ -128,7 +128,7 @@ def to_model_inputs(batch: dict, data: ml_collections.ConfigDict, metadata: bool
             "has_slice_location",
         ):
             feats[key] = batch[key]
-        feats["scar"] = preprocess.pad_sectors(batch["scar"], s, axis=1)
+        feats["scar"] = sector_padding.pad(batch["scar"], data, axis=1)
     return feats, {"tos": tos, "lma": lma}, {"tos": weight, "lma": weight}
 
 
@@ -167,6 +167,7 @@ def make_dataset(
     global_batch = batch_size or config.train.batch_size
     seed = epoch_seed(config, epoch)
     files, compression = shard_files(data.records_dir, split)
+    manifest_lib.verify_split(data.records_dir, split)  # truncated shards fail here
 
     batch = global_batch
     num_pipelines, pipeline_id = 1, 0
@@ -181,6 +182,20 @@ def make_dataset(
     options.experimental_distribute.auto_shard_policy = (
         tf.data.experimental.AutoShardPolicy.OFF
     )
+    if training and split == "train" and expansion.enabled(data):
+        # The authors' fixed expansion of the train split (data/expansion.py).
+        ds = expansion.dataset(config, seed, num_pipelines, pipeline_id)
+        ds = batch_examples(
+            ds,
+            config,
+            batch,
+            training,
+            repeat,
+            include_metadata,
+            seed=seed * 1009 + pipeline_id,
+            skip_batches=skip_batches,
+        )
+        return ds.with_options(options)
 
     ds = tf.data.Dataset.from_tensor_slices(files)
     if training:
@@ -223,7 +238,7 @@ def cache_fits(config: ml_collections.ConfigDict, split: str) -> bool:
     """Whether the parsed split fits `data.cache_max_mb` (an estimate)."""
     data = config.data
     per_example = constants.NUM_SECTORS * (data.num_frames + 4) * 4 + 256
-    size_mb = count_examples(config, split) * per_example / 2**20
+    size_mb = _manifest_count(config, split) * per_example / 2**20
     return size_mb <= float(data.cache_max_mb)
 
 
@@ -289,6 +304,17 @@ def _augment(batch: dict, seed: tf.Tensor, data: ml_collections.ConfigDict) -> d
 
 
 def count_examples(config: ml_collections.ConfigDict, split: str) -> int:
-    """Slices in a split, from the manifest (no pass over the data)."""
+    """Examples in one pass over a split, as training reads it.
+
+    The manifest's slice count (no pass over the data), except for the train
+    split under a fixed expansion (`data.expand_*`): then the expanded count.
+    """
+    if split == "train" and expansion.enabled(config.data):
+        return expansion.count(config)
+    return _manifest_count(config, split)
+
+
+def _manifest_count(config: ml_collections.ConfigDict, split: str) -> int:
+    """Slices in a split, from the manifest."""
     manifest = manifest_lib.load_manifest(config.data.records_dir)
     return int(manifest["splits"][split]["num_slices"])

@@ -13,23 +13,23 @@ never leaves a directory that looks complete.
 from __future__ import annotations
 
 import dataclasses
-import glob
 import hashlib
 import json
 import math
 import os
 import re
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
 import tqdm
 
-from lma_tf import __version__, atomic
-from lma_tf.data import features, sources
+from lma_tf import __version__, textsafe
+from lma_tf.data import features, records_dir
+from lma_tf.data.collect import collect_slices, report_to_stderr
 from lma_tf.data.manifest import MANIFEST, SPLITS, load_manifest
-from lma_tf.data.slices import DenseSlice, Reject, SliceError, validate_slice
+from lma_tf.data.slices import DenseSlice, Reject
 from lma_tf.errors import LmaError, UsageError
 from lma_tf.rules import lma_labels
 
@@ -41,6 +41,7 @@ __all__ = [
     "RecordsError",
     "RecordsOptions",
     "assign_split",
+    "check_salt",
     "check_split",
     "collect_slices",
     "load_manifest",
@@ -50,8 +51,6 @@ __all__ = [
     "shard_name",
     "write_records",
 ]
-
-_SHARD_RE = re.compile(r"^(train|val|test)-\d{5}-of-\d{5}\.tfrecord(\.gz)?$")
 
 
 class RecordsError(LmaError):
@@ -71,12 +70,15 @@ class RecordsOptions:
     compression: str = ""  # "" or "GZIP"
     allow_pickle: bool = False
     strict: bool = False
-    pseudonymize_salt: str = ""
+    pseudonymize_salt: str = dataclasses.field(default="", repr=False)
     seed: int = 0
     progress: bool = True
+    allow_outside_paths: bool = False
 
     def __post_init__(self) -> None:
         check_split(self.split)
+        if self.pseudonymize_salt:
+            check_salt(self.pseudonymize_salt)
         if self.compression not in ("", "GZIP"):
             raise UsageError(f"compression must be '' or 'GZIP': {self.compression!r}")
         if self.num_shards < 0:
@@ -127,67 +129,86 @@ def pseudonymize(subject_id: str, salt: str) -> str:
     return "S" + hashlib.sha256(f"{salt}\x1f{subject_id}".encode()).hexdigest()[:16]
 
 
+# A salt must resist trying every possibility: a subject id and its
+# pseudonym (e.g. one patient who knows both) give away a short salt in
+# seconds, and then every other pseudonym of the cohort. 16 random bytes
+# (32 hex digits, 128 bits) cannot be searched.
+MIN_SALT_BYTES = 16
+SALT_ENV = "LMA_TF_SALT"
+_MAX_SALT_FILE_BYTES = 4096
+
+
+def check_salt(salt: str, name: str = "pseudonymize salt") -> None:
+    """Raises UsageError unless `salt` is strong enough (MIN_SALT_BYTES).
+
+    A salt of hex digits needs 2 x MIN_SALT_BYTES of them (each carries half
+    a byte); any other needs MIN_SALT_BYTES bytes of UTF-8 and 8 different
+    characters. The message never shows the salt.
+    """
+    strength = (
+        len(salt) // 2
+        if re.fullmatch(r"[0-9a-fA-F]+", salt)
+        else len(salt.encode("utf-8", "surrogatepass"))
+    )
+    if strength < MIN_SALT_BYTES or len(set(salt)) < 8:
+        raise UsageError(
+            f"{name} too weak ({len(salt)} characters): use at least "
+            f"{MIN_SALT_BYTES} random bytes, e.g. the {2 * MIN_SALT_BYTES} hex "
+            "digits of `python -c 'import secrets; print(secrets.token_hex(16))'`; "
+            "anyone who knows one subject id and its pseudonym can find a short "
+            "salt by trying them all"
+        )
+
+
+def resolve_salt(
+    flag: str = "", path: str = "", environ: Mapping[str, str] | None = None
+) -> tuple[str, list[str]]:
+    """(salt, warnings) from --pseudonymize_salt, --pseudonymize_salt_file or
+    the LMA_TF_SALT environment variable, in that order; "" if none.
+
+    The flag is accepted with a warning: other users of the machine see it in
+    `ps` and shell history. The file holds the salt on one line (trailing
+    newline ignored). Raises UsageError on two sources or a weak salt.
+    """
+    environ = os.environ if environ is None else environ
+    if flag and path:
+        raise UsageError(
+            "give --pseudonymize_salt or --pseudonymize_salt_file, not both"
+        )
+    warnings = []
+    if flag:
+        warnings.append(
+            "--pseudonymize_salt is visible to other users of this machine (ps, "
+            f"shell history); prefer --pseudonymize_salt_file or {SALT_ENV}"
+        )
+        salt, name = flag, "--pseudonymize_salt"
+    elif path:
+        try:
+            with open(path, "rb") as f:
+                data = f.read(_MAX_SALT_FILE_BYTES + 1)
+        except OSError as e:
+            raise UsageError(
+                f"--pseudonymize_salt_file={textsafe.clean(path)}: cannot read it "
+                f"({e.strerror or type(e).__name__})"
+            ) from None
+        if len(data) > _MAX_SALT_FILE_BYTES:
+            raise UsageError(
+                f"--pseudonymize_salt_file={textsafe.clean(path)}: more than "
+                f"{_MAX_SALT_FILE_BYTES} bytes; it must hold the salt alone"
+            )
+        salt = data.decode("utf-8", "replace").rstrip("\r\n")
+        name = f"the salt in {textsafe.clean(path)}"
+    else:
+        salt, name = environ.get(SALT_ENV, ""), SALT_ENV
+    if salt:
+        check_salt(salt, name)
+    return salt, warnings
+
+
 def shard_name(split: str, index: int, count: int, compression: str) -> str:
     """`train-00000-of-00004.tfrecord[.gz]`: the name of one shard of a split."""
     suffix = ".tfrecord.gz" if compression == "GZIP" else ".tfrecord"
     return f"{split}-{index:05d}-of-{count:05d}{suffix}"
-
-
-def report_to_stderr(r: Reject) -> None:
-    """The reject line on stderr, without breaking a progress bar."""
-    tqdm.tqdm.write(r.line(), file=sys.stderr)
-
-
-def collect_slices(
-    inputs: Sequence[str],
-    allow_pickle: bool = False,
-    progress: bool = True,
-    report: Callable[[Reject], None] | None = None,
-) -> tuple[list[DenseSlice], list[Reject], list[dict]]:
-    """Reads and validates every slice under `inputs`.
-
-    Returns:
-      (good slices sorted by subject and slice, rejects, per-source summary).
-    """
-    files = sources.discover(list(inputs))
-    good: dict[tuple[str, str], DenseSlice] = {}
-    rejects: list[Reject] = []
-    summary: list[dict] = []
-
-    def reject(r: Reject) -> None:
-        rejects.append(r)
-        if report is not None:
-            report(r)
-
-    for path in tqdm.tqdm(files, desc="reading", unit="file", disable=not progress):
-        kept = refused = 0
-        for item in sources.read_source(path, allow_pickle=allow_pickle):
-            if isinstance(item, Reject):
-                reject(item)
-                refused += 1
-                continue
-            try:
-                s = validate_slice(item)
-            except SliceError as e:
-                reject(Reject(item.source or path, item.slice_id, str(e)))
-                refused += 1
-                continue
-            if s.key in good:
-                first = good[s.key].source
-                reject(
-                    Reject(
-                        s.source or path,
-                        s.slice_id,
-                        f"duplicate slice id {s.slice_id!r} of subject "
-                        f"{s.subject_id!r} (first seen in {first})",
-                    )
-                )
-                refused += 1
-                continue
-            good[s.key] = s
-            kept += 1
-        summary.append({"path": path, "slices": kept, "rejects": refused})
-    return [good[k] for k in sorted(good)], rejects, summary
 
 
 class _Stats:
@@ -239,35 +260,28 @@ class _Stats:
 
 
 def _write_shard(
-    path: str, slices: Iterable[DenseSlice], compression: str, bar
-) -> None:
-    tmp = os.path.join(
-        os.path.dirname(path), f".tmp-{os.getpid()}-{os.path.basename(path)}"
-    )
+    path: str, tmp: str, slices: Iterable[DenseSlice], compression: str, bar
+) -> int:
+    """Writes one shard via `tmp`; returns its number of records.
+
+    Examples are serialised deterministically (sorted map keys), so the same
+    slices always give the same bytes.
+    """
+    count = 0
     try:
         with tf.io.TFRecordWriter(tmp, options=compression or None) as w:
             for s in slices:
-                w.write(features.slice_to_example(s).SerializeToString())
+                w.write(
+                    features.slice_to_example(s).SerializeToString(deterministic=True)
+                )
+                count += 1
                 bar.update(1)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
-
-
-def _clear_previous_run(output_dir: str) -> str:
-    """Removes the old manifest and killed runs' temporary shards; returns its path.
-
-    Until the new manifest lands the folder is incomplete, and says so.
-    """
-    os.makedirs(output_dir, exist_ok=True)
-    manifest_path = os.path.join(output_dir, MANIFEST)
-    if os.path.exists(manifest_path):
-        os.remove(manifest_path)
-    for tmp in glob.glob(os.path.join(output_dir, ".tmp-*")):
-        os.remove(tmp)
-    return manifest_path
+    return count
 
 
 def _assign_splits(
@@ -291,7 +305,11 @@ def _assign_splits(
 
 
 def _write_split(
-    split: str, slices: Sequence[DenseSlice], options: RecordsOptions, bar
+    split: str,
+    slices: Sequence[DenseSlice],
+    options: RecordsOptions,
+    run: records_dir.Run,
+    bar,
 ) -> dict:
     """Writes one split's shards; returns its manifest entry."""
     items = sorted(slices, key=lambda s: s.key)
@@ -300,15 +318,14 @@ def _write_split(
     else:
         count = max(1, math.ceil(len(items) / 256))
     count = max(1, min(count, len(items))) if items else 0
-    shards = []
+    shards, counts, sizes = [], {}, {}
     for i in range(count):
         name = shard_name(split, i, count, options.compression)
-        _write_shard(
-            os.path.join(options.output_dir, name),
-            items[i::count],
-            options.compression,
-            bar,
+        path = os.path.join(options.output_dir, name)
+        counts[name] = _write_shard(
+            path, run.tmp_path(name), items[i::count], options.compression, bar
         )
+        sizes[name] = os.path.getsize(path)
         shards.append(name)
     subjects = sorted({s.subject_id for s in items})
     return {
@@ -318,15 +335,9 @@ def _write_split(
         "num_with_scar": sum(s.scar_fraction is not None for s in items),
         "subjects": subjects,
         "shards": shards,
+        "shard_num_slices": counts,
+        "shard_bytes": sizes,
     }
-
-
-def _remove_stale_shards(output_dir: str, written: set[str]) -> None:
-    """Shards of an earlier run with another shard count would confuse readers."""
-    for path in glob.glob(os.path.join(output_dir, "*.tfrecord*")):
-        name = os.path.basename(path)
-        if _SHARD_RE.match(name) and name not in written:
-            os.remove(path)
 
 
 def write_records(
@@ -335,47 +346,52 @@ def write_records(
     options: RecordsOptions,
     source_summary: Sequence[dict] = (),
 ) -> dict:
-    """Splits by subject, writes the shards and the manifest; returns it."""
-    manifest_path = _clear_previous_run(options.output_dir)
-    by_split = _assign_splits(slices, options)
-    stats = _Stats()
-    for s in by_split["train"]:
-        stats.add(s)
+    """Splits by subject, writes the shards and the manifest; returns it.
 
-    bar = tqdm.tqdm(
-        total=len(slices), desc="writing", unit="slice", disable=not options.progress
-    )
-    with bar:
-        splits_info = {
-            split: _write_split(split, by_split[split], options, bar)
-            for split in SPLITS
+    Holds the output folder's lock (`records_dir.lock`) and deletes only
+    what earlier runs of this tool recorded as theirs (`records_dir.Run`).
+    """
+    with records_dir.lock(options.output_dir):
+        run = records_dir.Run(options.output_dir)
+        run.begin()
+        by_split = _assign_splits(slices, options)
+        stats = _Stats()
+        for s in by_split["train"]:
+            stats.add(s)
+        bar = tqdm.tqdm(
+            total=len(slices),
+            desc="writing",
+            unit="slice",
+            disable=not options.progress,
+        )
+        with bar:
+            splits_info = {
+                split: _write_split(split, by_split[split], options, run, bar)
+                for split in SPLITS
+            }
+        manifest = {
+            "schema_version": features.SCHEMA_VERSION,
+            "lma_tf_version": __version__,
+            "feature_keys": sorted(features.FEATURE_SPEC),
+            "compression": options.compression,
+            "split_fractions": list(options.split),
+            "seed": options.seed,
+            "pseudonymized": bool(options.pseudonymize_salt),
+            "num_slices": len(slices),
+            "num_rejects": len(rejects),
+            "splits": splits_info,
+            "normalization": stats.to_dict(),
+            "sources": [_redact_source(x, options) for x in source_summary],
+            "rejects": [_redact_reject(r, options) for r in rejects],
         }
-    _remove_stale_shards(
-        options.output_dir, {n for info in splits_info.values() for n in info["shards"]}
-    )
-
-    manifest = {
-        "schema_version": features.SCHEMA_VERSION,
-        "lma_tf_version": __version__,
-        "feature_keys": sorted(features.FEATURE_SPEC),
-        "compression": options.compression,
-        "split_fractions": list(options.split),
-        "seed": options.seed,
-        "pseudonymized": bool(options.pseudonymize_salt),
-        "num_slices": len(slices),
-        "num_rejects": len(rejects),
-        "splits": splits_info,
-        "normalization": stats.to_dict(),
-        "sources": [_redact_source(x, options) for x in source_summary],
-        "rejects": [_redact_reject(r, options) for r in rejects],
-    }
-    atomic.write_text(manifest_path, json.dumps(manifest, indent=2, sort_keys=True))
+        written = [n for info in splits_info.values() for n in info["shards"]]
+        run.finish(written, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest
 
 
 def _redact_source(summary: dict, options: RecordsOptions) -> dict:
     if not options.pseudonymize_salt:
-        return dict(summary)
+        return {**summary, "path": textsafe.clean(summary["path"])}
     return {**summary, "path": pseudonymize(summary["path"], options.pseudonymize_salt)}
 
 
@@ -399,22 +415,32 @@ def _redact_reject(r: Reject, options: RecordsOptions) -> dict:
 def make_records(inputs: Sequence[str], options: RecordsOptions) -> dict:
     """End to end: read, validate, split, write. Returns the manifest.
 
+    The output folder is locked for the whole run: a second conversion into
+    it fails at once (`records_dir.FolderBusyError`) rather than mixing its
+    shards with this one's.
+
     Raises:
       RecordsError: in strict mode on any reject, or when no slice is valid.
     """
-    slices, rejects, summary = collect_slices(
-        inputs, options.allow_pickle, options.progress, report_to_stderr
-    )
-    if options.strict and rejects:
-        raise RecordsError(
-            f"--strict: {len(rejects)} slice(s) rejected, first: {rejects[0].line()}"
+    with records_dir.lock(options.output_dir):
+        slices, rejects, summary = collect_slices(
+            inputs,
+            options.allow_pickle,
+            options.progress,
+            report_to_stderr,
+            allow_outside_paths=options.allow_outside_paths,
         )
-    if not slices:
-        raise RecordsError(
-            f"no valid slice found in {list(inputs)} "
-            f"({len(rejects)} rejected; see the REJECT lines above)"
-        )
-    manifest = write_records(slices, rejects, options, summary)
+        if options.strict and rejects:
+            raise RecordsError(
+                f"--strict: {len(rejects)} slice(s) rejected, first: "
+                f"{rejects[0].line()}"
+            )
+        if not slices:
+            raise RecordsError(
+                f"no valid slice found in {[textsafe.clean(i) for i in inputs]} "
+                f"({len(rejects)} rejected; see the REJECT lines above)"
+            )
+        manifest = write_records(slices, rejects, options, summary)
     for split, frac in zip(SPLITS, options.split):
         if frac > 0 and manifest["splits"][split]["num_slices"] == 0:
             # Hash splits are lumpy on few subjects; say so before training fails.

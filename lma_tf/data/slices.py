@@ -8,11 +8,10 @@ rules are listed in docs/data.md). Numpy only: no TensorFlow here.
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import numpy as np
 
-from lma_tf import constants
+from lma_tf import constants, textsafe
 
 
 class SliceError(ValueError):
@@ -56,11 +55,20 @@ class DenseSlice:
 
 @dataclasses.dataclass(frozen=True)
 class Reject:
-    """A slice (or file) refused by the reader or the validator."""
+    """A slice (or file) refused by the reader or the validator.
+
+    The fields are escaped on creation (`textsafe.clean`): ids, paths and
+    reasons come from user files, and a newline or bad UTF-8 in them must
+    neither forge a REJECT line nor crash whoever prints or stores it.
+    """
 
     file: str
     slice_id: str
     reason: str
+
+    def __post_init__(self) -> None:
+        for field in ("file", "slice_id", "reason"):
+            object.__setattr__(self, field, textsafe.clean(getattr(self, field)))
 
     def line(self) -> str:
         """The one-line report: file, slice, reason."""
@@ -71,32 +79,92 @@ class Reject:
         return dataclasses.asdict(self)
 
 
+# The range of every field (docs/data.md, "What is checked"). Strain is a
+# fraction: |Ecc| > 1 is a unit mistake (percent, thousandths), never physiology.
+MAX_ABS_STRAIN = 1.0
+FRAME_PERIOD_RANGE_MS = (5.0, 100.0)
+MAX_ABS_SLICE_LOCATION_MM = 1e4
+# TOS below 17 ms by at most this much (rounding, float noise) is set to 17 ms.
+TOS_CLAMP_TOLERANCE_MS = 0.5
+MAX_ID_LENGTH = 256
+
+
+def _float32(name: str, value, check_finite: bool = True) -> np.ndarray:
+    """`value` as a float32 array; SliceError unless real numbers, finite as float32.
+
+    Finiteness is checked after the cast: 1e300 is finite in float64 but
+    becomes inf in the float32 records.
+    """
+    try:
+        arr = np.asarray(value)
+    except Exception:  # ragged nested lists and the like
+        raise SliceError(f"{name} is not a numeric array") from None
+    if arr.dtype.kind == "O":  # e.g. a list of numbers from a pickled file
+        if any(isinstance(v, complex) for v in arr.flat):
+            raise SliceError(f"{name} is complex; only real values are accepted")
+        try:
+            arr = arr.astype(np.float64)
+        except Exception:
+            raise SliceError(f"{name} has non-numeric dtype object") from None
+    if arr.dtype.kind == "c":
+        raise SliceError(f"{name} is complex; only real values are accepted")
+    if arr.dtype.kind not in "iuf":
+        raise SliceError(f"{name} has non-numeric dtype {arr.dtype}")
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = arr.astype(np.float32)
+    if check_finite and not np.all(np.isfinite(out)):
+        raise SliceError(
+            f"{name} contains NaN or inf (after conversion to float32, whose "
+            "largest value is 3.4e38)"
+        )
+    return out
+
+
+def _scalar(name: str, value) -> float:
+    """A single real number, finite as float32 (as the records store it)."""
+    arr = _float32(name, value)
+    if arr.size != 1:
+        raise SliceError(f"{name} must be a single number, got shape {arr.shape}")
+    return float(arr.reshape(-1)[0])
+
+
 def _as_vector(name: str, value, n: int) -> np.ndarray:
-    arr = np.asarray(value, dtype=np.float64)
-    arr = np.squeeze(arr)
+    arr = np.squeeze(_float32(name, value))
     if arr.ndim != 1 or arr.shape[0] != n:
         raise SliceError(f"{name} has shape {np.shape(value)}, expected ({n},)")
-    if not np.all(np.isfinite(arr)):
-        raise SliceError(f"{name} contains NaN or inf")
-    return arr.astype(np.float32)
+    return arr
 
 
-def validate_slice(s: DenseSlice) -> DenseSlice:
-    """Checks one slice against the data contract; returns it normalised.
+def _check_id(name: str, value) -> str:
+    if isinstance(value, bytes | bytearray):
+        raise SliceError(f"{name} is bytes, not text")
+    value = value if isinstance(value, str) else str(value)
+    if not value:
+        raise SliceError(f"empty {name}")
+    if len(value) > MAX_ID_LENGTH:
+        raise SliceError(
+            f"{name} is {len(value)} characters long, at most {MAX_ID_LENGTH}"
+        )
+    if not textsafe.is_utf8(value):
+        raise SliceError(f"{name} is not valid UTF-8")
+    return value
 
-    Normalised means float32 arrays, a (126, F) strain matrix and (126,)
-    label vectors. Raises `SliceError` naming the first problem found.
-    """
-    if not s.subject_id:
-        raise SliceError("empty subject_id")
-    if not s.slice_id:
-        raise SliceError("empty slice_id")
-    strain = np.asarray(s.strain_matrix)
-    if strain.dtype == object or not np.issubdtype(strain.dtype, np.number):
-        raise SliceError(f"strain_matrix has non-numeric dtype {strain.dtype}")
+
+def _strain_unit_hint(max_abs: float) -> str:
+    if max_abs <= 100.0:
+        return "looks like percent: divide by 100"
+    if max_abs <= 1000.0:
+        return "looks like thousandths (x1000 integers): divide by 1000"
+    return "far outside any strain unit"
+
+
+def _check_strain(value) -> np.ndarray:
+    shape = np.shape(value) if isinstance(value, np.ndarray) else None
+    strain = _float32("strain_matrix", value, check_finite=False)
+    shape = strain.shape if shape is None else shape
     if strain.ndim != 2 or strain.shape[0] != constants.NUM_SECTORS:
         raise SliceError(
-            f"strain_matrix has shape {strain.shape}, expected "
+            f"strain_matrix has shape {shape}, expected "
             f"({constants.NUM_SECTORS}, frames)"
         )
     frames = strain.shape[1]
@@ -105,39 +173,80 @@ def validate_slice(s: DenseSlice) -> DenseSlice:
             f"strain_matrix has {frames} frames, expected "
             f"{constants.MIN_FRAMES}..{constants.MAX_FRAMES}"
         )
-    if not np.all(np.isfinite(strain)):
-        raise SliceError("strain_matrix contains NaN or inf")
-    period = float(s.frame_period_ms)
-    if not math.isfinite(period) or period <= 0:
-        raise SliceError(f"frame_period_ms must be positive, got {s.frame_period_ms}")
+    _float32("strain_matrix", strain)  # finite, now that the shape is right
+    max_abs = float(np.max(np.abs(strain)))
+    if max_abs > MAX_ABS_STRAIN:
+        raise SliceError(
+            f"strain_matrix has |Ecc| up to {max_abs:.4g}, but strain is a "
+            f"fraction (|Ecc| <= {MAX_ABS_STRAIN:g}; -0.15 = 15 % shortening): "
+            f"{_strain_unit_hint(max_abs)}"
+        )
+    return np.ascontiguousarray(strain)
+
+
+def _check_tos(value, frames: int, period: float) -> np.ndarray:
+    """TOS in [17 ms, end of the sequence]; just below 17 ms is set to 17 ms."""
+    tos = _as_vector("tos_ms", value, constants.NUM_SECTORS)
+    floor = constants.TOS_FLOOR_MS
+    if np.any(tos < 0):
+        raise SliceError(f"tos_ms has negative values (min {tos.min():.1f} ms)")
+    if np.any(tos < floor - TOS_CLAMP_TOLERANCE_MS):
+        raise SliceError(
+            f"tos_ms below {floor:g} ms (min {tos.min():.4g} ms): TOS counts from "
+            f"the first frame at {floor:g} ms, which means 'not late'; check the "
+            f"unit (frames instead of ms?) or set values below {floor:g} ms to "
+            f"{floor:g} before converting"
+        )
+    duration = frames * period
+    if np.any(tos > duration + 1e-3):
+        raise SliceError(
+            f"tos_ms beyond the sequence (max {tos.max():.1f} ms > "
+            f"{frames} frames x {period:g} ms = {duration:.1f} ms)"
+        )
+    return np.maximum(tos, np.float32(floor))
+
+
+def _check_range(name: str, value: float, low: float, high: float, unit: str) -> None:
+    if not low <= value <= high:
+        raise SliceError(f"{name} is {value:.6g} {unit}, expected {low:g}..{high:g}")
+
+
+def validate_slice(s: DenseSlice) -> DenseSlice:
+    """Checks one slice against the data contract; returns it normalised.
+
+    Normalised means float32 arrays, a (126, F) strain matrix, (126,) label
+    vectors, TOS just below 17 ms set to 17 ms. Every number is checked
+    against its range (docs/data.md) as float32, the precision of the
+    records. Raises `SliceError` naming the first problem found.
+    """
+    subject_id = _check_id("subject_id", s.subject_id)
+    slice_id = _check_id("slice_id", s.slice_id)
+    strain = _check_strain(s.strain_matrix)
+    period = _scalar("frame_period_ms", s.frame_period_ms)
+    _check_range("frame_period_ms", period, *FRAME_PERIOD_RANGE_MS, "ms")
 
     tos = None
     if s.tos_ms is not None:
-        tos = _as_vector("tos_ms", s.tos_ms, constants.NUM_SECTORS)
-        if np.any(tos < 0):
-            raise SliceError(f"tos_ms has negative values (min {tos.min():.1f} ms)")
-        duration = frames * period
-        if np.any(tos > duration + 1e-3):
-            raise SliceError(
-                f"tos_ms beyond the sequence (max {tos.max():.1f} ms > "
-                f"{frames} frames x {period:g} ms = {duration:.1f} ms)"
-            )
+        tos = _check_tos(s.tos_ms, strain.shape[1], period)
     scar = None
     if s.scar_fraction is not None:
         scar = _as_vector("scar_fraction", s.scar_fraction, constants.NUM_SECTORS)
         if np.any(scar < 0) or np.any(scar > 1):
-            raise SliceError("scar_fraction outside [0, 1]")
+            raise SliceError(
+                f"scar_fraction outside [0, 1] (min {scar.min():.4g}, max "
+                f"{scar.max():.4g})"
+            )
     location = None
     if s.slice_location is not None:
-        location = float(np.asarray(s.slice_location).squeeze())
-        if not math.isfinite(location):
-            raise SliceError("slice_location is NaN or inf")
+        location = _scalar("slice_location", s.slice_location)
+        limit = MAX_ABS_SLICE_LOCATION_MM
+        _check_range("slice_location", location, -limit, limit, "mm")
 
     return dataclasses.replace(
         s,
-        subject_id=str(s.subject_id),
-        slice_id=str(s.slice_id),
-        strain_matrix=np.ascontiguousarray(strain, dtype=np.float32),
+        subject_id=subject_id,
+        slice_id=slice_id,
+        strain_matrix=strain,
         frame_period_ms=period,
         tos_ms=tos,
         scar_fraction=scar,

@@ -149,3 +149,24 @@ register(
         "non-learned onset-of-shortening detector (threshold fitted on val)",
     )
 )
+
+_XING = "lma_tf.models.xing2023"
+
+register(
+    ModelKind(
+        "xing2023",
+        (TOS, LMA),
+        f"{_XING}:build_xing2023",
+        {TOS: "tos_head*", LMA: "lma_head*"},
+        "the authors' multitask network, layer for layer (2x2 pools, dense heads)",
+    )
+)
+register(
+    ModelKind(
+        "xing2023_regression_only",
+        (TOS,),
+        f"{_XING}:build_xing2023_regression_only",
+        {TOS: "tos_head*"},
+        "the authors' regression-only network (BatchNorm after the first conv only)",
+    )
+)

@@ -1,41 +1,37 @@
-"""The serving contract: what an exported model takes and what it returns.
+"""The serving contract: what an exported model takes, what it refuses, what it returns.
 
-Export writes it into the SavedModel (and the ONNX file) and predict calls
-it, so both import every name from here; `docs/serving.md` documents it for
-clients. Two signatures, each with all preprocessing in the graph:
+Numpy and the standard library only, so that the TensorFlow-free serving
+path (ONNX Runtime) can import it; the TensorFlow side of the same contract
+(the signatures and their in-graph checks) is `signatures`. Export writes it
+into the SavedModel and the ONNX file, predict calls it; `docs/serving.md`
+documents it for clients.
 
   serving_default(strain: float32 (batch, 126, F), frame_period_ms: float32
-      (batch,)). F may be any frame count in [16, 128]. `frame_period_ms` is a
-      required input (a signature has no optional inputs): send 17.0, the
-      DENSE convention, when in doubt. Other periods are resampled to the
-      training grid, example by example.
+      (batch,)). F may be any frame count in [16, 128]; each period must be a
+      finite number of ms in [5, 100] and the strain finite, within [-1, 1]
+      (the ranges of the data contract, `slices.validate_slice`). Other
+      periods than the model's are resampled to the training grid.
   serve_examples(examples: string (batch,)): serialized `tf.train.Example`s
-      holding at least `strain/matrix`, `strain/num_frames` and optionally
-      `strain/frame_period_ms`, parsed with `features.SERVING_FEATURE_SPEC`
-      (the training feature spec; examples of one batch may differ in F).
+      (SavedModel only), each with its own frame count and period.
 
-Both fit the strain to the model with `preprocess.fit_to_model`, the very op
-the training pipeline maps over the records, after in-graph checks of the
-input (frames in [16, 128], positive finite periods, finite strain), and
-both return, each (batch, 126) float32:
+Outputs, each (batch, 126) float32: `tos_ms` (floored at 17 ms),
+`lma_probability`, `combined_tos_ms` (see `signatures.outputs_from_model`).
 
-  tos_ms: regressed time to onset of shortening, ms, floored at 17 ms
-      (`rules.floor_tos_tf`: the network's leaky head may dip just below).
-  lma_probability: P(scar-free late activation), `rules.lma_probability_tf`
-      of the LMA logits; for networks without an LMA head, 0/1 from the TOS
-      (`rules.lma_from_tos_tf`, the label rule of the records).
-  combined_tos_ms: the paper's combined output, `rules.combine_tos_tf` of
-      the served tos_ms and lma_probability.
+`check_inputs_np` is the one numpy check of a request, applied wherever
+inputs reach ONNX Runtime (and before the SavedModel, for the same errors);
+the in-graph checks of `signatures` refuse the same inputs with the same
+messages.
 """
 
 from __future__ import annotations
 
-import ml_collections
-import tensorflow as tf
+from typing import Any
 
-from lma_tf import constants, rules
-from lma_tf.data import features, preprocess
-from lma_tf.models import registry
+import numpy as np
+
+from lma_tf import constants
+from lma_tf.data import slices
+from lma_tf.errors import UsageError
 
 SERVING_SIGNATURE = "serving_default"
 EXAMPLES_SIGNATURE = "serve_examples"
@@ -51,121 +47,89 @@ SIGNATURE_INPUTS = {
     SERVING_SIGNATURE: (STRAIN_INPUT, PERIOD_INPUT),
     EXAMPLES_SIGNATURE: (EXAMPLES_INPUT,),
 }
+# The ranges of the data contract (`slices.validate_slice`), so that what
+# the records tool reads, serving takes.
 FRAMES_RANGE = (constants.MIN_FRAMES, constants.MAX_FRAMES)
+PERIOD_RANGE_MS = slices.FRAME_PERIOD_RANGE_MS
+MAX_ABS_STRAIN = slices.MAX_ABS_STRAIN
+
+# The messages of the checks, shared by the numpy and the in-graph side.
+TOO_FEW_FRAMES = f"strain needs at least {constants.MIN_FRAMES} frames"
+TOO_MANY_FRAMES = f"strain may have at most {constants.MAX_FRAMES} frames"
+BAD_PERIOD = (
+    f"frame_period_ms must be a finite number of ms in "
+    f"[{PERIOD_RANGE_MS[0]:g}, {PERIOD_RANGE_MS[1]:g}]"
+)
+BAD_STRAIN = "strain has NaN or inf"
+STRAIN_RANGE = (
+    f"strain must be within [-{MAX_ABS_STRAIN:g}, {MAX_ABS_STRAIN:g}] "
+    "(Ecc is a fraction: -0.15 is 15 % shortening)"
+)
+PERIOD_COUNT = "frame_period_ms needs one value per strain matrix"
+BAD_OUTPUT = "the model's outputs are not finite"
 
 
-def strain_signature() -> list[tf.TensorSpec]:
-    """Input specs of `serving_default`: raw strain and per-slice frame period."""
-    return [
-        tf.TensorSpec([None, constants.NUM_SECTORS, None], tf.float32, STRAIN_INPUT),
-        tf.TensorSpec([None], tf.float32, PERIOD_INPUT),
-    ]
+class InputError(UsageError):
+    """A request outside the serving contract (exit status 2)."""
 
 
-def examples_signature() -> list[tf.TensorSpec]:
-    """Input spec of `serve_examples`: a batch of serialized tf.Examples."""
-    return [tf.TensorSpec([None], tf.string, EXAMPLES_INPUT)]
+def _as_float32(value: Any, name: str) -> np.ndarray:
+    """`value` as a float32 array; InputError for non-numbers (text, objects)."""
+    array = np.asarray(value)
+    kind = array.dtype.kind  # i, u: integers, f: floats (b: bool, c: complex)
+    if kind not in "iuf":
+        raise InputError(f"{name} must hold real numbers, got dtype {array.dtype}")
+    with np.errstate(over="ignore"):  # beyond float32: inf, refused below
+        return array.astype(np.float32)
 
 
-# Input checks: a request outside the data contract fails with a message
-# naming the rule instead of a shape error deep in the network.
+def check_inputs_np(strain: Any, frame_period_ms: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Checks one `serving_default` request; returns it as float32 arrays.
 
-
-def check_frames(num_frames: tf.Tensor) -> list[tf.Operation]:
-    """Asserts that every frame count is within [MIN_FRAMES, MAX_FRAMES]."""
-    return [
-        tf.debugging.assert_greater_equal(
-            num_frames,
-            tf.cast(constants.MIN_FRAMES, num_frames.dtype),
-            message=f"strain needs at least {constants.MIN_FRAMES} frames",
-        ),
-        tf.debugging.assert_less_equal(
-            num_frames,
-            tf.cast(constants.MAX_FRAMES, num_frames.dtype),
-            message=f"strain may have at most {constants.MAX_FRAMES} frames",
-        ),
-    ]
-
-
-def check_periods(frame_period_ms: tf.Tensor) -> list[tf.Operation]:
-    """Asserts that every frame period is a positive finite number."""
-    return [
-        tf.debugging.assert_positive(
-            frame_period_ms, message="frame_period_ms must be positive"
-        ),
-        tf.debugging.assert_all_finite(
-            frame_period_ms, message="frame_period_ms must be finite"
-        ),
-    ]
-
-
-def check_strain(strain: tf.Tensor) -> tf.Tensor:
-    """`strain` after asserting that it holds no NaN or inf."""
-    return tf.debugging.assert_all_finite(strain, "strain has NaN or inf")
-
-
-def fit_strain_batch(
-    strain: tf.Tensor,
-    frame_period_ms: tf.Tensor,
-    data: ml_collections.ConfigDict,
-) -> tf.Tensor:
-    """`serving_default`'s input side: (B, 126, F) + (B,) -> checked (B, 126, T)."""
-    strain = tf.convert_to_tensor(strain, tf.float32)
-    period = tf.convert_to_tensor(frame_period_ms, tf.float32)
-    checks = check_frames(tf.shape(strain)[-1]) + check_periods(period)
-    checks.append(
-        tf.debugging.assert_equal(
-            tf.shape(period)[0],
-            tf.shape(strain)[0],
-            message="frame_period_ms needs one value per strain matrix",
-        )
-    )
-    with tf.control_dependencies(checks):
-        strain = check_strain(strain)
-    return preprocess.fit_batch_to_model(strain, period, data)
-
-
-def fit_examples(
-    serialized: tf.Tensor, data: ml_collections.ConfigDict
-) -> tuple[tf.Tensor, tf.Tensor]:
-    """`serve_examples`' input side: (B,) tf.Examples -> ((B, 126, T), (B,) F).
-
-    Parsed with the training feature spec and decoded like the training
-    parser; each example may have its own frame count and period.
-    """
-    parsed = tf.io.parse_example(serialized, features.SERVING_FEATURE_SPEC)
-    num_frames = parsed[features.NUM_FRAMES]
-    periods = parsed[features.FRAME_PERIOD]
-    with tf.control_dependencies(check_frames(num_frames) + check_periods(periods)):
-        raw = tf.identity(parsed[features.STRAIN])
-    spec = tf.TensorSpec(
-        [constants.NUM_SECTORS, data.num_frames], tf.float32, name="strain"
-    )
-
-    def one(args: tuple[tf.Tensor, tf.Tensor, tf.Tensor]) -> tf.Tensor:
-        strain = check_strain(features.decode_strain(args[0], args[1]))
-        return preprocess.fit_to_model(strain, args[2], data)
-
-    strain = tf.map_fn(one, (raw, num_frames, periods), fn_output_signature=spec)
-    return strain, num_frames
-
-
-def outputs_from_model(outputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-    """Keras outputs on padded sectors -> the three (B, 126) serving outputs.
-
-    Every decision is a `lma_tf.rules` function, the ones evaluation uses.
+    The conditions and messages of the in-graph checks, in a fixed order:
+    shape (batch, 126, F), F in [16, 128], one period per slice, every
+    period finite and in the acquisition range, finite strain, strain
+    within [-1, 1].
 
     Raises:
-      ValueError: the outputs have no TOS head (export refuses such kinds).
+      InputError: the first condition the request breaks.
     """
-    if registry.TOS not in outputs:
-        raise ValueError("the model has no TOS head: nothing to serve as tos_ms")
-    raw_tos = preprocess.unpad_sectors(tf.cast(outputs[registry.TOS], tf.float32), 1)
-    tos = rules.floor_tos_tf(raw_tos)
-    if registry.LMA in outputs:
-        logits = preprocess.unpad_sectors(outputs[registry.LMA], 1)
-        probability = rules.lma_probability_tf(logits)
-    else:
-        probability = rules.lma_from_tos_tf(tos)
-    combined = rules.combine_tos_tf(tos, probability)
-    return {TOS_MS: tos, LMA_PROBABILITY: probability, COMBINED_TOS_MS: combined}
+    x = _as_float32(strain, STRAIN_INPUT)
+    if x.ndim != 3 or x.shape[1] != constants.NUM_SECTORS:
+        raise InputError(
+            f"strain must have shape (batch, {constants.NUM_SECTORS}, frames), "
+            f"got {x.shape}"
+        )
+    if x.shape[2] < constants.MIN_FRAMES:
+        raise InputError(f"{TOO_FEW_FRAMES}, got {x.shape[2]}")
+    if x.shape[2] > constants.MAX_FRAMES:
+        raise InputError(f"{TOO_MANY_FRAMES}, got {x.shape[2]}")
+    p = _as_float32(frame_period_ms, PERIOD_INPUT)
+    if p.ndim != 1 or p.shape[0] != x.shape[0]:
+        raise InputError(
+            f"{PERIOD_COUNT}: strain holds {x.shape[0]}, frame_period_ms has "
+            f"shape {p.shape}"
+        )
+    bad = ~(np.isfinite(p) & (p >= PERIOD_RANGE_MS[0]) & (p <= PERIOD_RANGE_MS[1]))
+    if np.any(bad):
+        raise InputError(f"{BAD_PERIOD}, got {p[bad][0]!r}")
+    if not np.all(np.isfinite(x)):
+        raise InputError(BAD_STRAIN)
+    if x.size and np.max(np.abs(x)) > MAX_ABS_STRAIN:
+        raise InputError(f"{STRAIN_RANGE}, got {np.max(np.abs(x)):g}")
+    return x, p
+
+
+def check_outputs_np(outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """`outputs` after checking that they are finite.
+
+    A safety net behind the input checks: no valid input is known to give
+    NaN or inf, but a client must never receive one as a TOS.
+
+    Raises:
+      InputError: an output is NaN or inf.
+    """
+    for key in OUTPUT_KEYS:
+        if not np.all(np.isfinite(outputs[key])):
+            raise InputError(f"{BAD_OUTPUT} ({key})")
+    return outputs

@@ -1,18 +1,21 @@
-"""Export a trained model for serving: a versioned SavedModel, or ONNX.
+"""Export a trained model for serving: a versioned SavedModel and ONNX model.
 
-  lma-tf export --model_dir=M --export_dir=E [--format=saved_model|onnx] \
-      [--version=N]
+  lma-tf export --model_dir=M --export_dir=E \
+      [--format=saved_model,onnx|saved_model|onnx|both] [--version=N]
 
 writes `E/<N>/` (N defaults to the next free integer, the layout TensorFlow
-Serving and Triton poll: `layout`). The version directory is built under a
-hidden temporary sibling (`E/.tmp-...`) and renamed into place only once
-complete, so a half-written export never looks like a servable version.
+Serving and Triton poll: `layout`). By default the version holds both
+formats: the SavedModel (`saved_model.pb`, `variables/`) and `model.onnx`,
+the same model for ONNX Runtime, which `lma-tf predict` runs without
+TensorFlow. The version directory is built under a hidden temporary sibling
+(`E/.tmp-...`) and renamed into place only once complete, so a half-written
+export never looks like a servable version.
 
-The SavedModel has the two signatures of `contract` (`serving_default` on raw
-strain + frame periods, `serve_examples` on serialized tf.Examples), with all
-preprocessing in the graph: `preprocess.fit_to_model`, the op the training
-pipeline applies, and the normalisation with the train-split statistics
-inside the Keras model. Outputs: `tos_ms` (floored at 17 ms),
+The SavedModel has the two signatures of `signatures` (`serving_default` on
+raw strain + frame periods, `serve_examples` on serialized tf.Examples), with
+all preprocessing in the graph: `preprocess.fit_to_model`, the op the
+training pipeline applies, and the normalisation with the train-split
+statistics inside the Keras model. Outputs: `tos_ms` (floored at 17 ms),
 `lma_probability`, `combined_tos_ms`, all from `lma_tf.rules`. See
 `docs/serving.md`.
 
@@ -20,9 +23,10 @@ Which kinds export is the registry's call (`registry.get(kind).exportable`:
 a network with a TOS head). Kinds without an LMA head serve
 lma_probability = 0/1 from the TOS by the label rule of the records.
 
-ONNX (`--format=onnx`, needs the `onnx` extra: tf2onnx, onnx, onnxruntime)
-converts the `serving_default` function, with the same two inputs and three
-outputs and a dynamic frame axis, to `E/<N>/model.onnx` (Triton's layout).
+ONNX (needs tf2onnx, from the `onnx` extra) converts the `serving_default`
+function, with the same two inputs and three outputs and a dynamic frame
+axis. Without tf2onnx the default export writes the SavedModel alone and
+says so; asking for ONNX explicitly fails instead.
 
 The trained run is read through `lma_tf.training.run_dir` only, never the
 training loop.
@@ -32,17 +36,18 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import keras
 import ml_collections
 import tensorflow as tf
+from absl import logging
 
 from lma_tf import atomic
 from lma_tf.data import preprocess
 from lma_tf.errors import LmaError, UsageError
 from lma_tf.models import registry
-from lma_tf.serving import contract, layout
+from lma_tf.serving import contract, layout, signatures
 from lma_tf.training import run_dir
 
 ONNX_OPSET = 17
@@ -64,13 +69,13 @@ def serving_functions(
 
     def run_model(strain: tf.Tensor) -> dict[str, tf.Tensor]:
         x = preprocess.pad_sectors(strain, data.num_sectors, axis=1)
-        return contract.outputs_from_model(model(x, training=False))
+        return signatures.outputs_from_model(model(x, training=False))
 
     def serve_strain(strain: tf.Tensor, frame_period_ms: tf.Tensor) -> dict:
-        return run_model(contract.fit_strain_batch(strain, frame_period_ms, data))
+        return run_model(signatures.fit_strain_batch(strain, frame_period_ms, data))
 
     def serve_examples(examples: tf.Tensor) -> dict:
-        strain, _ = contract.fit_examples(examples, data)
+        strain, _ = signatures.fit_examples(examples, data)
         return run_model(strain)
 
     return serve_strain, serve_examples
@@ -125,16 +130,21 @@ def load_trained(model_dir: str) -> tuple[keras.Model, ml_collections.ConfigDict
 
 
 def _export_info(
-    config: ml_collections.ConfigDict, source: str, fmt: str, version: int
+    config: ml_collections.ConfigDict,
+    source: str,
+    formats: Sequence[str],
+    version: int,
 ) -> dict:
     return {
-        "format": fmt,
+        "formats": list(formats),
         "version": version,
         "source_model_dir": os.path.abspath(source) if source else "",
         "model_kind": config.model.kind,
         "signatures": {k: list(v) for k, v in contract.SIGNATURE_INPUTS.items()},
         "outputs": list(contract.OUTPUT_KEYS),
         "frames_range": list(contract.FRAMES_RANGE),
+        "frame_period_range_ms": list(contract.PERIOD_RANGE_MS),
+        "max_abs_strain": contract.MAX_ABS_STRAIN,
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
         "config": config.to_dict(),
@@ -149,10 +159,10 @@ def write_saved_model(
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(
-        contract.SERVING_SIGNATURE, serve_strain, contract.strain_signature()
+        contract.SERVING_SIGNATURE, serve_strain, signatures.strain_signature()
     )
     archive.add_endpoint(
-        contract.EXAMPLES_SIGNATURE, serve_examples, contract.examples_signature()
+        contract.EXAMPLES_SIGNATURE, serve_examples, signatures.examples_signature()
     )
     archive.write_out(path, verbose=False)
 
@@ -164,14 +174,9 @@ def write_onnx(
     opset: int = ONNX_OPSET,
 ) -> None:
     """Converts the `serving_default` function to ONNX at `path` (tf2onnx)."""
-    try:
-        import tf2onnx
-    except ImportError as e:
-        raise ExportError(
-            f"--format=onnx needs tf2onnx ({e}): pip install -e '.[onnx]'"
-        ) from None
+    tf2onnx = _import_tf2onnx()
     serve_strain, _ = serving_functions(model, config)
-    signature = contract.strain_signature()
+    signature = signatures.strain_signature()
     fn = tf.function(serve_strain, input_signature=signature, autograph=False)
     model_proto, _ = tf2onnx.convert.from_function(
         fn, input_signature=signature, opset=opset
@@ -195,11 +200,71 @@ def _name_onnx_dims(model_proto) -> None:
                 dim.dim_param = name
 
 
-def _check_format(fmt: str) -> None:
-    if fmt not in layout.FORMATS:
+class OnnxMissingError(ExportError):
+    """tf2onnx is not installed."""
+
+
+def _import_tf2onnx():
+    try:
+        import tf2onnx
+    except ImportError as e:
+        raise OnnxMissingError(
+            f"the ONNX export needs tf2onnx ({e}): pip install -e '.[onnx]', "
+            "or export with --format=saved_model"
+        ) from None
+    return tf2onnx
+
+
+DEFAULT_FORMATS = layout.FORMATS  # saved_model and onnx
+
+
+def parse_formats(fmt: str | Sequence[str] | None) -> tuple[str, ...]:
+    """`saved_model,onnx`, `both`, one name or a sequence -> format names.
+
+    Raises:
+      ExportUsageError: an unknown or empty format.
+    """
+    if fmt is None:
+        return DEFAULT_FORMATS
+    names = fmt.split(",") if isinstance(fmt, str) else list(fmt)
+    names = [n.strip() for n in names if n.strip()]
+    if names == ["both"]:
+        return DEFAULT_FORMATS
+    unknown = [n for n in names if n not in layout.FORMATS]
+    if unknown or not names:
         raise ExportUsageError(
-            f"unknown format {fmt!r}; choose one of {', '.join(layout.FORMATS)}"
+            f"unknown format {fmt!r}; choose {', '.join(layout.FORMATS)}, a "
+            "comma-separated list of them, or both"
         )
+    return tuple(n for n in layout.FORMATS if n in names)
+
+
+def _write_version(
+    model: keras.Model,
+    config: ml_collections.ConfigDict,
+    tmp: str,
+    formats: tuple[str, ...],
+    explicit: bool,
+) -> tuple[str, ...]:
+    """Writes `formats` into `tmp`; returns those written.
+
+    ONNX is left out, with a warning, when tf2onnx is missing and the
+    formats are the default ones (`explicit` False).
+    """
+    written = []
+    if "saved_model" in formats:
+        write_saved_model(model, config, tmp)
+        written.append("saved_model")
+    if "onnx" in formats:
+        os.makedirs(tmp, exist_ok=True)
+        try:
+            write_onnx(model, config, os.path.join(tmp, layout.ONNX_FILE))
+            written.append("onnx")
+        except OnnxMissingError as e:
+            if explicit or not written:
+                raise
+            logging.warning("ONNX not exported: %s", e)
+    return tuple(written)
 
 
 def export_model(
@@ -207,18 +272,23 @@ def export_model(
     config: ml_collections.ConfigDict,
     export_dir: str,
     *,
-    fmt: str = "saved_model",
+    fmt: str | Sequence[str] | None = None,
     version: int | None = None,
     source_model_dir: str = "",
 ) -> str:
     """Exports `model` atomically to `export_dir/<version>`; returns that path.
 
+    Args:
+      fmt: `saved_model`, `onnx`, both comma-separated or `both`; None (the
+        default) is both, without ONNX (and a warning) when tf2onnx is
+        missing.
+
     Raises:
       ExportUsageError: the version exists already or is negative, the
         format is unknown, or the kind cannot be exported.
-      ExportError: the ONNX converter is not installed.
+      ExportError: ONNX was asked for explicitly and tf2onnx is missing.
     """
-    _check_format(fmt)
+    formats = parse_formats(fmt)
     check_exportable(config)
     if version is not None and int(version) < 0:
         raise ExportUsageError(f"version must be >= 0, got {version}")
@@ -230,12 +300,8 @@ def export_model(
     tmp = os.path.join(export_dir, f".tmp-{version}-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        if fmt == "saved_model":
-            write_saved_model(model, config, tmp)
-        else:
-            os.makedirs(tmp)
-            write_onnx(model, config, os.path.join(tmp, layout.ONNX_FILE))
-        info = _export_info(config, source_model_dir, fmt, version)
+        written = _write_version(model, config, tmp, formats, fmt is not None)
+        info = _export_info(config, source_model_dir, written, version)
         atomic.write_json(os.path.join(tmp, layout.EXPORT_INFO), info, sort_keys=True)
         os.rename(tmp, final)  # atomic; fails if another export took `version`
     except BaseException:
@@ -247,17 +313,19 @@ def export_model(
 def export(
     model_dir: str,
     export_dir: str,
-    fmt: str = "saved_model",
+    fmt: str | Sequence[str] | None = None,
     version: int | None = None,
 ) -> str:
     """Exports the best checkpoint of a trained `model_dir`; returns the version dir.
+
+    `fmt` as for `export_model` (default: SavedModel and ONNX).
 
     Raises:
       ExportUsageError: `model_dir` is not an exportable trained run, or the
         version / format is refused (see `export_model`).
       ExportError: the export itself failed (e.g. no ONNX converter).
     """
-    _check_format(fmt)  # before loading the model: fail fast
+    parse_formats(fmt)  # before loading the model: fail fast
     model, config = load_trained(model_dir)
     return export_model(
         model, config, export_dir, fmt=fmt, version=version, source_model_dir=model_dir

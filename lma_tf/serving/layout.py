@@ -1,13 +1,14 @@
 """The on-disk layout of exports: numbered versions under an export dir.
 
   export_dir/
-    1/                 a SavedModel (saved_model.pb, variables/, assets.extra/)
-    2/model.onnx       or an ONNX model (Triton's layout), + assets.extra/
+    1/                 saved_model.pb, variables/ (the SavedModel), model.onnx
+                       (the same model for ONNX Runtime), assets.extra/
+    2/                 an export of one format only: either of the two
     .tmp-3-<pid>/      an export in progress (renamed to 3/ once complete)
 
-TensorFlow Serving and Triton poll this layout. Standard library only, so
-that the command layer and predict can read it without TensorFlow or the
-training code.
+TensorFlow Serving polls this layout (it ignores model.onnx), and so does
+Triton (model.onnx). Standard library only, so that the command layer and
+predict can read it without TensorFlow or the training code.
 """
 
 from __future__ import annotations
@@ -47,22 +48,43 @@ def is_training_run(path: str) -> bool:
     )
 
 
-def latest_version_dir(path: str) -> str:
-    """`path` if it is a SavedModel, else its highest version holding one.
+def is_onnx(path: str) -> bool:
+    return os.path.exists(os.path.join(path, ONNX_FILE))
 
-    ONNX versions (no saved_model.pb) are skipped.
+
+# Whether a version dir holds each format.
+HAS_FORMAT = {"saved_model": is_saved_model, "onnx": is_onnx}
+# What each predict runtime needs in a version dir.
+_NEEDS = {
+    "auto": lambda p: is_saved_model(p) or is_onnx(p),
+    "onnx": is_onnx,
+    "tensorflow": is_saved_model,
+}
+RUNTIMES = tuple(_NEEDS)
+_WHAT = {
+    "auto": "an export (SavedModel or ONNX)",
+    "onnx": "an ONNX export (model.onnx)",
+    "tensorflow": "a SavedModel",
+}
+
+
+def latest_export_dir(path: str, runtime: str = "auto") -> str:
+    """`path` if it holds what `runtime` needs, else its highest such version.
+
+    `runtime` is `auto` (a SavedModel or model.onnx), `onnx` or `tensorflow`.
 
     Raises:
-      FileNotFoundError: no SavedModel there; the message says to export
+      FileNotFoundError: nothing usable there; the message says to export
         first when `path` is a training run dir.
     """
-    if is_saved_model(path):
+    need = _NEEDS[runtime]
+    if need(path):
         return path
     if os.path.isdir(path):
         versions = [
             int(n)
             for n in os.listdir(path)
-            if _VERSION_RE.match(n) and is_saved_model(os.path.join(path, n))
+            if _VERSION_RE.match(n) and need(os.path.join(path, n))
         ]
         if versions:
             return os.path.join(path, str(max(versions)))
@@ -72,6 +94,16 @@ def latest_version_dir(path: str) -> str:
             f"`lma-tf export --model_dir={path} --export_dir=...` and pass "
             "that export dir"
         )
-    raise FileNotFoundError(
-        f"{path} is neither a SavedModel nor a dir of SavedModel versions"
-    )
+    what = _WHAT[runtime]
+    raise FileNotFoundError(f"{path} is neither {what} nor a dir of its versions")
+
+
+def latest_version_dir(path: str) -> str:
+    """`path` if it is a SavedModel, else its highest version holding one.
+
+    Versions holding only ONNX are skipped.
+
+    Raises:
+      FileNotFoundError: no SavedModel there (see `latest_export_dir`).
+    """
+    return latest_export_dir(path, "tensorflow")

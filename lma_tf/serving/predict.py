@@ -1,18 +1,24 @@
-"""Batch prediction with an exported SavedModel over any input the records tool reads.
+"""Batch prediction with an export over any input the records tool reads.
 
-  lma-tf predict --saved_model=E/<version> --input=PATH [--input=...] \
-      --output=P.csv [--allow_pickle] [--batch_size=64]
+  lma-tf predict --saved_model=E/<version> (or E) --input=PATH [--input=...] \
+      --output=P.csv [--runtime=auto|onnx|tensorflow] [--allow_pickle] \
+      [--batch_size=64]
 
 Inputs are read and validated exactly as the records tool reads them
-(`records.collect_slices`: files, directories, CSV manifests); every rejected
+(`collect.collect_slices`: files, directories, CSV manifests); every rejected
 slice gets one `REJECT file=... slice=...: reason` line on stderr and the good
-ones are still predicted. The CSV is the prediction CSV of `prediction_csv`
-(one row per slice and sector, ordered by subject, slice, sector, with the
-input's known labels when it has them), written atomically.
+ones are still predicted. A slice the data contract accepts but the serving
+contract refuses (a frame period outside the acquisition range) is rejected
+the same way. The CSV is the prediction CSV of `prediction_csv` (one row per
+slice and sector, ordered by subject, slice, sector, with the input's known
+labels when it has them), written atomically.
 
-Slices are batched by frame count (the `serving_default` signature of
-`contract` takes one (batch, 126, F) array), each with its own frame period.
-Only the export is used: this module never imports the training code.
+The model runs on ONNX Runtime when the export has a model.onnx (unless
+`runtime="tensorflow"`): then neither TensorFlow nor Keras is imported, from
+reading the files to writing the CSV. Slices are batched by frame count (the
+`serving_default` signature takes one (batch, 126, F) array), each with its
+own frame period. Only the export is used: this module never imports the
+training code.
 """
 
 from __future__ import annotations
@@ -20,69 +26,22 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
-import tensorflow as tf
 import tqdm
 
-from lma_tf.data import records
+from lma_tf.data import collect
 from lma_tf.data.slices import DenseSlice, Reject
 from lma_tf.errors import LmaError, UsageError
-from lma_tf.serving import contract, layout, prediction_csv
+from lma_tf.serving import contract, prediction_csv
 from lma_tf.serving.prediction_csv import PredictedSlice
-
-# What goes wrong reading a damaged SavedModel: a truncated variables file
-# gives IndexError, a damaged index an OpError, a damaged graph an OSError.
-_LOAD_ERRORS = (LookupError, ValueError, OSError, tf.errors.OpError)
+from lma_tf.serving.runtime import load_model
 
 
 class PredictError(LmaError):
-    """Nothing could be predicted (no valid slice, or an unreadable SavedModel)."""
+    """Nothing could be predicted (no valid slice at all)."""
 
 
 class PredictUsageError(PredictError, UsageError):
-    """A user mistake: no export at the path given, or a bad batch size."""
-
-
-class ServingModel:
-    """The `serving_default` signature of an export, as numpy in, numpy out.
-
-    Holds the loaded SavedModel too: its variables live only as long as it.
-
-    Raises (constructor):
-      PredictUsageError: `saved_model` holds no SavedModel (with a hint when
-        it is a training run dir).
-      PredictError: the SavedModel is damaged or lacks the signature.
-    """
-
-    def __init__(self, saved_model: str) -> None:
-        try:
-            self.path = layout.latest_version_dir(saved_model)
-        except FileNotFoundError as e:
-            raise PredictUsageError(str(e)) from None
-        try:
-            self._loaded = tf.saved_model.load(self.path)
-        except _LOAD_ERRORS as e:
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            raise PredictError(
-                f"cannot load the SavedModel {self.path} "
-                f"({type(e).__name__}: {reason}): it is damaged or incomplete; "
-                "export it again"
-            ) from None
-        signature = contract.SERVING_SIGNATURE
-        if signature not in self._loaded.signatures:
-            raise PredictError(f"{self.path} has no {signature!r} signature")
-        self._fn = self._loaded.signatures[signature]
-
-    def __call__(
-        self, strain: np.ndarray, frame_period_ms: np.ndarray
-    ) -> dict[str, np.ndarray]:
-        """(B, 126, F) strain + (B,) periods -> the three (B, 126) outputs."""
-        out = self._fn(
-            **{
-                contract.STRAIN_INPUT: tf.constant(strain, tf.float32),
-                contract.PERIOD_INPUT: tf.constant(frame_period_ms, tf.float32),
-            }
-        )
-        return {k: out[k].numpy() for k in contract.OUTPUT_KEYS}
+    """A user mistake, such as a bad batch size."""
 
 
 def _batches(slices: Sequence[DenseSlice], batch_size: int) -> list[list[int]]:
@@ -116,13 +75,32 @@ def _check_batch_size(batch_size: int) -> None:
         raise PredictUsageError(f"batch_size must be positive, got {batch_size}")
 
 
+def servable(
+    slices: Sequence[DenseSlice], report: Callable[[Reject], None]
+) -> tuple[list[DenseSlice], list[Reject]]:
+    """Splits validated slices into those the serving contract takes and rejects."""
+    good, rejects = [], []
+    for s in slices:
+        try:
+            contract.check_inputs_np(
+                s.strain_matrix[None], np.array([s.frame_period_ms], np.float32)
+            )
+        except contract.InputError as e:
+            r = Reject(s.source, s.slice_id, str(e))
+            rejects.append(r)
+            report(r)
+            continue
+        good.append(s)
+    return good, rejects
+
+
 def predict_slices(
     model: Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]],
     slices: Sequence[DenseSlice],
     batch_size: int = 64,
     progress: bool = True,
 ) -> list[PredictedSlice]:
-    """Runs `model` (e.g. a `ServingModel`) over validated slices, in their order."""
+    """Runs `model` (`load_model`'s) over validated slices, in their order."""
     _check_batch_size(batch_size)
     results: list[PredictedSlice | None] = [None] * len(slices)
     bar = tqdm.tqdm(
@@ -141,10 +119,11 @@ def predict_slices(
 
 
 def predict(
-    saved_model: str,
+    export_path: str,
     inputs: Sequence[str],
     output: str,
     *,
+    runtime: str = "auto",
     allow_pickle: bool = False,
     batch_size: int = 64,
     progress: bool = True,
@@ -153,25 +132,31 @@ def predict(
     """End to end: read + validate inputs, predict, write the prediction CSV.
 
     Args:
-      saved_model: an export version dir (`E/<N>`), or `E` for its latest.
+      export_path: an export version dir (`E/<N>`), or `E` for its latest.
       inputs: files, directories or CSV manifests, as for the records tool.
       output: the CSV path.
+      runtime: `auto` (ONNX Runtime when the version has model.onnx,
+        else TensorFlow), `onnx` or `tensorflow` (`runtime.load_model`).
       allow_pickle: read pickled `.npy` lists (pickle runs code: trust them).
-      batch_size: slices per call of the serving signature.
+      batch_size: slices per call of the model.
       progress: show tqdm bars.
       report: called with each reject (default: one line on stderr).
 
     Returns:
-      {"num_slices", "num_rejects", "num_rows", "output"}.
+      {"num_slices", "num_rejects", "num_rows", "output", "runtime", "model"}.
 
     Raises:
-      PredictUsageError: no SavedModel at `saved_model`, or batch_size <= 0.
-      PredictError: a damaged SavedModel, or no valid slice at all.
+      runtime.ModelNotFoundError: no export at `export_path` (a usage error).
+      runtime.ModelLoadError: a damaged export, or no onnxruntime.
+      PredictUsageError: batch_size <= 0.
+      PredictError: no valid slice at all.
     """
-    report = report or records.report_to_stderr
+    report = report or collect.report_to_stderr
     _check_batch_size(batch_size)
-    model = ServingModel(saved_model)
-    slices, rejects, _ = records.collect_slices(inputs, allow_pickle, progress, report)
+    model = load_model(export_path, runtime)
+    slices, rejects, _ = collect.collect_slices(inputs, allow_pickle, progress, report)
+    slices, refused = servable(slices, report)
+    rejects += refused
     if not slices:
         raise PredictError(
             f"no valid slice found in {list(inputs)} "
@@ -184,4 +169,6 @@ def predict(
         "num_rejects": len(rejects),
         "num_rows": rows,
         "output": output,
+        "runtime": model.runtime,
+        "model": model.path,
     }

@@ -34,6 +34,10 @@ class TrainingError(LmaError):
     """Training cannot go on (e.g. the loss became NaN); exit status 1."""
 
 
+class NonFiniteError(TrainingError):
+    """The loss or the weights became NaN or inf."""
+
+
 def steps_per_epoch(config: ml_collections.ConfigDict) -> int:
     """`train.steps_per_epoch`, or one pass over the train split when <= 0.
 
@@ -129,6 +133,19 @@ class State:
         return int(self.optimizer.iterations.numpy())
 
     def save_backup(self) -> None:
+        """Writes a backup, after checking that the weights are finite.
+
+        A backup is what a rerun resumes: one holding NaN or inf would only
+        fail again, so it is never written.
+
+        Raises:
+          TrainingError: a weight or optimizer slot is NaN or inf.
+        """
+        bad = _non_finite(self.model.weights + list(self.optimizer.variables))
+        if bad:
+            raise NonFiniteError(
+                f"weights became NaN or inf ({bad}) at global step {self.global_step}"
+            )
         self.backup.save(checkpoint_number=self.global_step)
 
 
@@ -177,6 +194,22 @@ class Trainer:
         Args:
           fault_hook: called with the global step after every step.
         """
+        try:
+            stopped = self._epochs(fault_hook)
+        except NonFiniteError as e:
+            raise self._stop_non_finite(e) from None
+        if not self.chief:
+            shutil.rmtree(self.write_dir, ignore_errors=True)
+        else:
+            _plot_history(self.history, self.model_dir)
+        return {
+            "history": self.history,
+            "stopped": stopped,
+            "weights_checksum": _checksum(self.state.model),
+        }
+
+    def _epochs(self, fault_hook: Callable[[int], None] | None) -> str:
+        """Trains the remaining epochs; returns why it stopped."""
         epochs = int(self.config.train.epochs)
         first_epoch = int(self.state.epoch.numpy())
         stopped = "completed"
@@ -197,15 +230,28 @@ class Trainer:
             if self._patience_spent():
                 stopped = f"early stopping at epoch {epoch + 1}"
                 break
-        if not self.chief:
-            shutil.rmtree(self.write_dir, ignore_errors=True)
+        return stopped
+
+    def _stop_non_finite(self, e: NonFiniteError) -> NonFiniteError:
+        """Removes the backup of a run that blew up; the error says what next.
+
+        Resuming any backup of it with the same config replays the same
+        steps into the same NaN, and another learning rate is another run,
+        so the backup goes (the scratch dir, on a non-chief worker); best/
+        and history.json stay for inspection.
+        """
+        if self.chief:
+            run_dir.remove_backup(self.write_dir)
         else:
-            _plot_history(self.history, self.model_dir)
-        return {
-            "history": self.history,
-            "stopped": stopped,
-            "weights_checksum": _checksum(self.state.model),
-        }
+            shutil.rmtree(self.write_dir, ignore_errors=True)
+        best = self.state.best_weights.latest_checkpoint
+        kept = f"; best/ keeps the weights of {best}" if best else ""
+        lr = float(self.config.train.learning_rate)
+        return NonFiniteError(
+            f"{e}; stopped, and the backup was removed{kept}. Start over with "
+            f"--overwrite and a lower --config.train.learning_rate (now {lr:g}), "
+            "or check the inputs"
+        )
 
     def _epoch_iterator(self, epoch: int, start_step: int):
         """The distributed train stream of `epoch`, from batch `start_step` on.
@@ -248,10 +294,9 @@ class Trainer:
         for step in range(start_step, num_steps):
             sums = {k: float(v) for k, v in self.train_step(iterator).items()}
             if not math.isfinite(sums["loss"]):
-                raise TrainingError(
+                raise NonFiniteError(
                     f"loss became {sums['loss']} at epoch {epoch}, step {step} "
-                    f"(global step {state.global_step}); stopping. "
-                    "Lower train.learning_rate or check the inputs."
+                    f"(global step {state.global_step})"
                 )
             for k, v in sums.items():
                 totals[k] = totals.get(k, 0.0) + v
@@ -361,3 +406,13 @@ def _plot_history(history: list[dict], model_dir: str) -> None:
                 series.setdefault(k, []).append(v)
     if series:
         charts.plot_training_curves(series, run_dir.path(model_dir, run_dir.CURVES_PNG))
+
+
+def _non_finite(variables: list) -> str:
+    """The names of the first few variables holding NaN or inf ("" if none)."""
+    bad = [
+        v.path if hasattr(v, "path") else v.name
+        for v in variables
+        if not np.all(np.isfinite(keras.ops.convert_to_numpy(v)))
+    ]
+    return ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")

@@ -10,12 +10,19 @@
 
 Evaluation, export and Grad-CAM read a run through these functions only, so
 they never import the training loop.
+
+A run directory holds one run. Training into it again resumes that run only
+with the same config (`check_reusable`): any other value of a field that
+changes what is trained (every field but `HARMLESS_ON_RESUME`) is refused,
+naming the fields, and so is a run that cannot be resumed (history or best
+weights but no backup). `clear_run` starts over (`lma-tf train --overwrite`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from typing import Any
 
 import ml_collections
@@ -30,6 +37,32 @@ BACKUP_DIR = "backup"
 CLASSICAL_JSON = "classical.json"
 CURVES_PNG = "training_curves.png"
 LOGS_DIR = "logs"
+# What a run writes into its directory (`clear_run` removes these only).
+RUN_FILES = (
+    CONFIG_JSON,
+    HISTORY_JSON,
+    BACKUP_DIR,
+    BEST_DIR,
+    CLASSICAL_JSON,
+    CURVES_PNG,
+    LOGS_DIR,
+)
+# Config fields that may change between a run and its resumption: they
+# decide when backups are written, what is logged and whether parsed records
+# are cached, never which numbers training computes.
+HARMLESS_ON_RESUME = frozenset(
+    {
+        "name",
+        "train.backup_every_steps",
+        "train.log_every_steps",
+        "data.cache",
+        "data.cache_max_mb",
+    }
+)
+
+
+class RunDirConflict(UsageError):
+    """`model_dir` holds another run, or one that cannot be resumed (exit 2)."""
 
 
 def path(model_dir: str, name: str) -> str:
@@ -118,3 +151,90 @@ def restore_best(config: ml_collections.ConfigDict, model_dir: str):
     # (other config, other code) must not leave random weights in place.
     tf.train.Checkpoint(model=model).restore(latest).assert_existing_objects_matched()
     return model
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def config_differences(saved: dict, new: dict) -> list[str]:
+    """`field (saved -> new)` for each dotted field whose value differs.
+
+    Lists and tuples compare alike; `HARMLESS_ON_RESUME` fields are skipped.
+    """
+    new = json.loads(json.dumps(new, default=atomic.json_default))
+    saved, new = _flatten(saved), _flatten(new)
+    return [
+        f"{k} ({saved.get(k)!r} -> {new.get(k)!r})"
+        for k in sorted(set(saved) | set(new))
+        if k not in HARMLESS_ON_RESUME and saved.get(k) != new.get(k)
+    ]
+
+
+def has_backup(model_dir: str) -> bool:
+    """Whether `model_dir/backup` holds a checkpoint to resume from."""
+    import tensorflow as tf
+
+    return tf.train.latest_checkpoint(path(model_dir, BACKUP_DIR)) is not None
+
+
+def _has_best(model_dir: str) -> bool:
+    best = path(model_dir, BEST_DIR)
+    return os.path.isdir(best) and any(n.endswith(".index") for n in os.listdir(best))
+
+
+def check_reusable(config: ml_collections.ConfigDict, model_dir: str) -> None:
+    """Refuses to train `config` into a `model_dir` holding another run.
+
+    Fine: an empty or new directory, or a run of the same config (resumed
+    from its backup, or refitted for a kind without a network).
+
+    Raises:
+      RunDirConflict: the saved config differs (the message names the
+        fields), or the run has history or best weights but no backup, or
+        training files but no config.json.
+    """
+    overwrite = "pass --overwrite to start over, or train into a new --model_dir"
+    if os.path.exists(path(model_dir, CONFIG_JSON)):
+        differ = config_differences(load_config(model_dir).to_dict(), config.to_dict())
+        if differ:
+            raise RunDirConflict(
+                f"{model_dir} holds a run with another config (differs in "
+                f"{', '.join(differ)}); rerun with the same config to resume it, "
+                f"or {overwrite}"
+            )
+    backup = has_backup(model_dir)
+    trained = os.path.exists(path(model_dir, HISTORY_JSON)) or _has_best(model_dir)
+    if trained and not backup:
+        raise RunDirConflict(
+            f"{model_dir} holds a run that cannot be resumed (history.json or "
+            f"best/ but no backup/: the run stopped on a NaN loss, or backup/ "
+            f"was removed); {overwrite}"
+        )
+    if (backup or trained) and not os.path.exists(path(model_dir, CONFIG_JSON)):
+        raise RunDirConflict(
+            f"{model_dir} holds training files but no config.json, so its "
+            f"config cannot be checked; {overwrite}"
+        )
+
+
+def clear_run(model_dir: str) -> None:
+    """Removes the files a run wrote into `model_dir` (and nothing else)."""
+    for name in RUN_FILES:
+        target = path(model_dir, name)
+        if os.path.isdir(target):
+            shutil.rmtree(target)
+        elif os.path.exists(target):
+            os.remove(target)
+
+
+def remove_backup(model_dir: str) -> None:
+    """Deletes `model_dir/backup`: a state that must not be resumed."""
+    shutil.rmtree(path(model_dir, BACKUP_DIR), ignore_errors=True)

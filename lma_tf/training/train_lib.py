@@ -15,7 +15,6 @@ Everything is written to the run directory through `run_dir`
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 
@@ -23,7 +22,6 @@ import keras
 import ml_collections
 import tensorflow as tf
 
-from lma_tf import atomic
 from lma_tf import config as lma_config
 from lma_tf.data import manifest as manifest_lib
 from lma_tf.data import pipeline
@@ -73,6 +71,7 @@ def train(
     *,
     progress: bool = True,
     fault_hook: Callable[[int], None] | None = None,
+    overwrite: bool = False,
 ) -> dict:
     """Trains `config`'s experiment into `model_dir`; resumes from a backup.
 
@@ -83,6 +82,9 @@ def train(
       progress: show a Keras progress bar per epoch (chief only).
       fault_hook: called with the global step after every step (tests use it
         to simulate a crash).
+      overwrite: remove the run already in `model_dir` and start over;
+        otherwise it is resumed only with the same config
+        (`run_dir.check_reusable`).
 
     Returns:
       A network's {"history": per-epoch train and validation metrics,
@@ -90,14 +92,21 @@ def train(
       for a kind without a network, {"classical_params": the fitted ones}.
 
     Raises:
-      TrainingError: an empty split, a backup of another config, a NaN loss.
+      run_dir.RunDirConflict: `model_dir` holds a run of another config, or
+        one that cannot be resumed, and `overwrite` is False.
+      TrainingError: an empty split or a NaN loss.
     """
     strategy = strategy or tf.distribute.get_strategy()
     config = resolve_config(config)
     kind = registry.get(config.model.kind)
     chief = lma_strategy.is_chief(strategy)
     write_dir = _write_dir(model_dir, strategy)
-    _check_resumable(config, model_dir)
+    if overwrite:
+        # Each worker clears what it writes: the chief the run's files in
+        # model_dir, the others their scratch dirs.
+        run_dir.clear_run(write_dir)
+    else:
+        run_dir.check_reusable(config, model_dir)
     if pipeline.count_examples(config, "val") == 0:
         need = "model selection" if kind.is_network else "the threshold's fit"
         raise TrainingError(
@@ -129,29 +138,3 @@ def _write_dir(model_dir: str, strategy: tf.distribute.Strategy) -> str:
         return model_dir
     task_id = strategy.cluster_resolver.task_id
     return os.path.join(model_dir, ".workers", f"worker_{task_id}")
-
-
-def _check_resumable(config: ml_collections.ConfigDict, model_dir: str) -> None:
-    """Refuses to resume a backup made with other data or another model.
-
-    Old weights with new normalisation statistics (say, records rebuilt from
-    another cohort) would train silently on skewed inputs.
-    """
-    backup = tf.train.latest_checkpoint(run_dir.path(model_dir, run_dir.BACKUP_DIR))
-    saved_config = run_dir.path(model_dir, run_dir.CONFIG_JSON)
-    if backup is None or not os.path.exists(saved_config):
-        return
-    saved = run_dir.load_config(model_dir).to_dict()
-    new = json.loads(json.dumps(config.to_dict(), default=atomic.json_default))
-    differ = [
-        f"{part}.{k}"
-        for part in ("data", "model", "loss")
-        for k in sorted(set(saved[part]) | set(new[part]))
-        if saved[part].get(k) != new[part].get(k)
-    ]
-    if differ:
-        raise TrainingError(
-            f"{model_dir} holds a backup of a run with another config "
-            f"({', '.join(differ)}); resume with the same config and records, "
-            "or train into a new --model_dir"
-        )

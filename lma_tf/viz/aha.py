@@ -5,17 +5,24 @@ TOS per segment as well as per sector. A slice is basal, mid or apical by
 where it sits on the covered long axis (`slice_levels`, from the slice
 locations); within a ring, sector k sits at angle 2*pi*k/126 and the ring's
 6 (basal, mid) or 4 (apical) segments split the circle evenly, segment 1 /
-7 / 13 starting at sector 0. See docs/figures.md.
+7 / 13 starting at sector 0. That default layout is kept for the maps; pass
+an `orientation` (`lma_tf.decision.orientation.Orientation`) to place the
+segments where the anatomy puts them instead. See docs/figures.md and
+docs/decision.md.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from lma_tf import constants
 from lma_tf.viz.rings import RingData
+
+if TYPE_CHECKING:
+    from lma_tf.decision.orientation import Orientation
 
 LEVELS = ("basal", "mid", "apical")
 NUM_AHA_SEGMENTS = 16
@@ -24,20 +31,34 @@ SEGMENTS_PER_LEVEL = {"basal": 6, "mid": 6, "apical": 4}
 FIRST_SEGMENT = {"basal": 1, "mid": 7, "apical": 13}
 
 
-def aha_segments(level: str, num_sectors: int = constants.NUM_SECTORS) -> np.ndarray:
+def aha_segments(
+    level: str,
+    num_sectors: int = constants.NUM_SECTORS,
+    orientation: Orientation | None = None,
+) -> np.ndarray:
     """(num_sectors,) AHA segment number (1-16) of each sector of a ring.
 
     Sector k sits at angle 2*pi*k/num_sectors; basal (1-6) and mid (7-12)
     rings have 6 segments of 21 sectors, the apical ring (13-16) 4 of 31.5.
+    Without `orientation`, segment 1 / 7 / 13 starts at sector 0; with one,
+    each sector goes to the segment its anatomical angle falls in.
     """
+    if orientation is not None:
+        return orientation.sector_segments(level, num_sectors)
     if level not in SEGMENTS_PER_LEVEL:
         raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
     n = SEGMENTS_PER_LEVEL[level]
     return FIRST_SEGMENT[level] + (np.arange(num_sectors) * n) // num_sectors
 
 
-def segment_edges(level: str, num_sectors: int = constants.NUM_SECTORS) -> list:
-    """Segment boundaries of a ring, in (fractional) sector units."""
+def segment_edges(
+    level: str,
+    num_sectors: int = constants.NUM_SECTORS,
+    orientation: Orientation | None = None,
+) -> list:
+    """Segment boundaries of a ring, in (fractional) sector units, ascending."""
+    if orientation is not None:
+        return orientation.segment_edges(level, num_sectors)
     n = SEGMENTS_PER_LEVEL[level]
     return [i * num_sectors / n for i in range(n)]
 
@@ -85,11 +106,13 @@ def aha_segment_values(
     rings: Sequence[RingData],
     values: Sequence[np.ndarray | None],
     levels: Sequence[str] | None = None,
+    orientation: Orientation | None = None,
 ) -> np.ndarray:
     """(16,) mean of `values` per AHA segment (index 0 = segment 1); NaN if none.
 
     `values[i]` holds ring i's 126 sector values (None or NaN: not counted);
-    `levels` defaults to `slice_levels(ring_heights(rings))`.
+    `levels` defaults to `slice_levels(ring_heights(rings))`; `orientation`
+    as for `aha_segments`.
     """
     if levels is None:
         levels = slice_levels(ring_heights(rings))
@@ -99,7 +122,7 @@ def aha_segment_values(
         if v is None:
             continue
         v = np.asarray(v, dtype=np.float64).reshape(-1)
-        seg = aha_segments(level, v.size) - 1
+        seg = aha_segments(level, v.size, orientation) - 1
         ok = np.isfinite(v)
         np.add.at(sums, seg[ok], v[ok])
         np.add.at(counts, seg[ok], 1.0)

@@ -6,6 +6,7 @@ in a SavedModel and loaded back, and require the same model frames.
 """
 
 import inspect
+import re
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ import tensorflow as tf
 from lma_tf import config as lma_config
 from lma_tf import constants, rules, testing
 from lma_tf.data import features, pipeline
-from lma_tf.serving import contract, prediction_csv
+from lma_tf.serving import contract, prediction_csv, signatures
 
 # Both ends of the frame contract and lengths that crop, pad and resample.
 FRAME_COUNTS = (16, 20, 37, 64, 100, 128)
@@ -44,14 +45,14 @@ def _saved_preprocessing(data, path: str):
     """Both signatures' preprocessing, saved as a SavedModel and loaded back."""
     module = tf.Module()
     module.strain = tf.function(
-        lambda strain, frame_period_ms: contract.fit_strain_batch(
+        lambda strain, frame_period_ms: signatures.fit_strain_batch(
             strain, frame_period_ms, data
         ),
-        input_signature=contract.strain_signature(),
+        input_signature=signatures.strain_signature(),
     )
     module.examples = tf.function(
-        lambda examples: contract.fit_examples(examples, data)[0],
-        input_signature=contract.examples_signature(),
+        lambda examples: signatures.fit_examples(examples, data)[0],
+        input_signature=signatures.examples_signature(),
     )
     tf.saved_model.save(module, path)
     return tf.saved_model.load(path)
@@ -96,38 +97,80 @@ def test_serve_examples_preprocessing_equals_the_training_parser(saved):
         )
 
 
-@pytest.mark.parametrize(
-    "frames, period, message",
-    [
-        (15, 17.0, "at least 16 frames"),
-        (129, 17.0, "at most 128 frames"),
-        (40, 0.0, "frame_period_ms must be positive"),
-        (40, float("inf"), "frame_period_ms must be finite"),
-    ],
-)
-def test_input_checks(frames, period, message):
+# Requests outside the contract: strain shape, periods, a value put into the
+# strain (or None), and the message both sides give.
+NAN = float("nan")
+BAD_REQUESTS = [
+    ((1, 126, 15), [17.0], None, contract.TOO_FEW_FRAMES),
+    ((1, 126, 129), [17.0], None, contract.TOO_MANY_FRAMES),
+    ((2, 126, 40), [17.0], None, contract.PERIOD_COUNT),
+    ((1, 126, 40), [0.0], None, contract.BAD_PERIOD),
+    ((1, 126, 40), [-17.0], None, contract.BAD_PERIOD),
+    ((1, 126, 40), [float("inf")], None, contract.BAD_PERIOD),
+    ((1, 126, 40), [NAN], None, contract.BAD_PERIOD),
+    ((1, 126, 40), [4.9], None, contract.BAD_PERIOD),
+    ((1, 126, 40), [100.5], None, contract.BAD_PERIOD),
+    ((1, 126, 40), [17.0], NAN, contract.BAD_STRAIN),
+    ((1, 126, 40), [17.0], -1.5, contract.STRAIN_RANGE),
+    # Two rules broken: both sides name the first one, in the same order.
+    ((1, 126, 10), [NAN], None, contract.TOO_FEW_FRAMES),
+    ((1, 126, 40), [-1.0], NAN, contract.BAD_PERIOD),
+    ((1, 126, 40), [17.0, 17.0], NAN, contract.PERIOD_COUNT),
+]
+
+
+@pytest.mark.parametrize("shape, periods, value, message", BAD_REQUESTS)
+def test_numpy_and_in_graph_checks_refuse_alike(shape, periods, value, message):
     data = lma_config.base_config().data
-    strain = tf.zeros([1, constants.NUM_SECTORS, frames])
-    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
-        contract.fit_strain_batch(strain, tf.constant([period]), data)
+    strain = np.zeros(shape, np.float32)
+    if value is not None:
+        strain[0, 3, -1] = value
+    period = np.array(periods, np.float32)
+    with pytest.raises(contract.InputError, match=re.escape(message)):
+        contract.check_inputs_np(strain, period)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(message)):
+        signatures.fit_strain_batch(tf.constant(strain), tf.constant(period), data)
 
 
-def test_nan_strain_is_refused_by_both_signatures():
+def test_numpy_checks_pass_the_contract_and_give_float32():
+    strain = np.full((2, 126, 16), -1.0, np.float64)  # the edges are inside
+    x, p = contract.check_inputs_np(strain, [5, 100])
+    assert x.dtype == p.dtype == np.float32 and x.shape == (2, 126, 16)
+    for bad in ("text", np.zeros((1, 126, 40), complex), [[[True] * 40] * 126]):
+        with pytest.raises(contract.InputError):
+            contract.check_inputs_np(bad, [17.0])
+    with pytest.raises(contract.InputError, match="shape"):
+        contract.check_inputs_np(np.zeros((126, 40)), [17.0])
+    # float64 beyond float32 becomes inf: refused as non-finite, not overflowed.
+    big = np.zeros((1, 126, 40))
+    big[0, 0, 0] = 1e300
+    with pytest.raises(contract.InputError, match=re.escape(contract.BAD_STRAIN)):
+        contract.check_inputs_np(big, [17.0])
+
+
+def test_nan_and_out_of_range_strain_are_refused_by_serve_examples():
     data = lma_config.base_config().data
-    strain = np.zeros([1, constants.NUM_SECTORS, 40], np.float32)
-    strain[0, 3, 39] = np.nan  # in a frame that survives the fit or not: refused
-    with pytest.raises(tf.errors.InvalidArgumentError, match="NaN or inf"):
-        contract.fit_strain_batch(tf.constant(strain), tf.constant([17.0]), data)
-    examples = tf.constant([_serialized(strain[0], 17.0)])
-    with pytest.raises(tf.errors.InvalidArgumentError, match="NaN or inf"):
-        contract.fit_examples(examples, data)
+    for value, message in ((np.nan, contract.BAD_STRAIN), (2.0, contract.STRAIN_RANGE)):
+        strain = np.zeros([constants.NUM_SECTORS, 40], np.float32)
+        strain[3, 39] = value  # in a frame that survives the fit or not: refused
+        examples = tf.constant([_serialized(strain, 17.0)])
+        with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(message)):
+            signatures.fit_examples(examples, data)
+    examples = tf.constant([_serialized(np.zeros([126, 40], np.float32), 1000.0)])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="frame_period_ms"):
+        signatures.fit_examples(examples, data)
 
 
-def test_period_count_must_match_the_batch():
-    data = lma_config.base_config().data
-    strain = tf.zeros([2, constants.NUM_SECTORS, 40])
-    with pytest.raises(tf.errors.InvalidArgumentError, match="one value per strain"):
-        contract.fit_strain_batch(strain, tf.constant([17.0]), data)
+def test_non_finite_outputs_are_refused_on_both_sides():
+    tos = np.full((1, 128), 40.0, np.float32)
+    tos[0, 9] = np.inf
+    with pytest.raises(tf.errors.InvalidArgumentError, match=contract.BAD_OUTPUT):
+        signatures.outputs_from_model({"tos": tf.constant(tos)})
+    arrays = {k: np.zeros((1, 126), np.float32) for k in contract.OUTPUT_KEYS}
+    assert contract.check_outputs_np(arrays) is arrays
+    arrays[contract.LMA_PROBABILITY][0, 2] = np.nan
+    with pytest.raises(contract.InputError, match="lma_probability"):
+        contract.check_outputs_np(arrays)
 
 
 def test_outputs_follow_the_rules_with_a_hard_tos_floor():
@@ -136,7 +179,7 @@ def test_outputs_follow_the_rules_with_a_hard_tos_floor():
     tos[0, :3] = [16.7, 16.99, 17.0]  # the leaky head dips below 17 ms
     logits = rng.normal(0, 2, (2, 128, 2)).astype(np.float32)
     logits[0, 0] = [0.3, 0.3]  # P = 0.5 exactly: called LMA (>= threshold)
-    out = contract.outputs_from_model(
+    out = signatures.outputs_from_model(
         {"tos": tf.constant(tos), "lma": tf.constant(logits)}
     )
     n = constants.NUM_SECTORS
@@ -156,7 +199,7 @@ def test_outputs_follow_the_rules_with_a_hard_tos_floor():
 def test_regression_only_outputs_derive_lma_from_tos():
     tos = np.full((1, 128), 17.0, np.float32)
     tos[0, :5] = [17.5, 18.5, 60.0, 17.0, 16.8]
-    out = contract.outputs_from_model({"tos": tf.constant(tos)})
+    out = signatures.outputs_from_model({"tos": tf.constant(tos)})
     np.testing.assert_array_equal(
         out["lma_probability"].numpy()[0, :5], [0, 1, 1, 0, 0]
     )
@@ -171,12 +214,12 @@ def test_regression_only_outputs_derive_lma_from_tos():
 
 def test_no_head_without_tos():
     with pytest.raises(ValueError, match="no TOS head"):
-        contract.outputs_from_model({"lma": tf.zeros([1, 128, 2])})
+        signatures.outputs_from_model({"lma": tf.zeros([1, 128, 2])})
 
 
 def test_decisions_come_from_the_rules_only():
     """No threshold literal and no own softmax: `lma_tf.rules` decides."""
-    source = inspect.getsource(contract.outputs_from_model)
+    source = inspect.getsource(signatures.outputs_from_model)
     assert "0.5" not in source and "softmax" not in source
     assert "rules." in source
 

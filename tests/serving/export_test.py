@@ -21,7 +21,7 @@ from lma_tf import constants, rules, testing
 from lma_tf.data import features, pipeline, preprocess
 from lma_tf.data.slices import DenseSlice
 from lma_tf.errors import UsageError
-from lma_tf.serving import contract, export, layout, predict
+from lma_tf.serving import contract, export, layout, runtime
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FRAME_COUNTS = (20, 40, 64, 100)
@@ -154,15 +154,67 @@ def test_fresh_process_serve_examples_matches_training_parser(
 def test_export_layout_and_info(serving_run):
     version_dir = serving_run.version_dir
     assert os.path.basename(version_dir) == "1"
+    # The default export: the SavedModel and model.onnx side by side.
     assert os.path.exists(os.path.join(version_dir, layout.SAVED_MODEL_PB))
+    assert os.path.isdir(os.path.join(version_dir, "variables"))
+    assert os.path.exists(os.path.join(version_dir, layout.ONNX_FILE))
     siblings = os.listdir(os.path.dirname(version_dir))
     assert not [n for n in siblings if n.startswith(".tmp")], siblings
     with open(os.path.join(version_dir, layout.EXPORT_INFO)) as f:
         info = json.load(f)
+    assert info["formats"] == ["saved_model", "onnx"]
     assert info["model_kind"] == "multitask"
     assert info["config"]["data"]["drop_last_frames"] == 5
     assert info["outputs"] == list(contract.OUTPUT_KEYS)
     assert info["signatures"]["serving_default"] == ["strain", "frame_period_ms"]
+    assert info["frame_period_range_ms"] == list(contract.PERIOD_RANGE_MS)
+
+
+@pytest.mark.parametrize(
+    "fmt, want",
+    [
+        ("saved_model", ("saved_model",)),
+        ("onnx", ("onnx",)),
+        ("both", ("saved_model", "onnx")),
+        ("onnx,saved_model", ("saved_model", "onnx")),
+        (None, ("saved_model", "onnx")),
+    ],
+)
+def test_format_names(fmt, want):
+    assert export.parse_formats(fmt) == want
+
+
+@pytest.mark.parametrize("fmt", ["", "savedmodel", "onnx,tflite", ","])
+def test_unknown_formats_are_refused(fmt):
+    with pytest.raises(export.ExportUsageError, match="unknown format"):
+        export.parse_formats(fmt)
+
+
+def test_saved_model_only_export_still_works(keras_model, tmp_path):
+    model, config = keras_model
+    path = export.export_model(model, config, str(tmp_path), fmt="saved_model")
+    assert layout.is_saved_model(path) and not layout.is_onnx(path)
+    # predict's auto runtime falls back to TensorFlow for it.
+    assert runtime.load_model(path).runtime == "tensorflow"
+
+
+def test_without_tf2onnx_the_default_export_is_the_saved_model_alone(
+    keras_model, tmp_path, monkeypatch, caplog
+):
+    model, config = keras_model
+
+    def missing():
+        raise export.OnnxMissingError("the ONNX export needs tf2onnx (no module)")
+
+    monkeypatch.setattr(export, "_import_tf2onnx", missing)
+    path = export.export_model(model, config, str(tmp_path / "default"))
+    assert layout.is_saved_model(path) and not layout.is_onnx(path)
+    with open(os.path.join(path, layout.EXPORT_INFO)) as f:
+        assert json.load(f)["formats"] == ["saved_model"]
+    # Asked for explicitly, a missing converter is an error and leaves nothing.
+    with pytest.raises(export.ExportError, match="needs tf2onnx"):
+        export.export_model(model, config, str(tmp_path / "asked"), fmt="both")
+    assert os.listdir(tmp_path / "asked") == []
 
 
 def _saved_model_cli() -> str:
@@ -267,36 +319,44 @@ def test_existing_version_is_refused(keras_model, serving_run):
         export.export_model(model, config, base, version=1)
 
 
-def test_out_of_range_frames_give_a_clear_error(serving_run):
-    serve = predict.ServingModel(serving_run.version_dir)
-    with pytest.raises(tf.errors.InvalidArgumentError, match="at least 16 frames"):
-        serve(np.zeros((1, 126, 10), np.float32), np.full(1, 17.0, np.float32))
+@pytest.mark.parametrize("name", ["onnx", "tensorflow"])
+def test_out_of_range_inputs_give_the_contract_errors(serving_run, name):
+    model = runtime.load_model(serving_run.version_dir, name)
+    assert model.runtime == name
+    ok = np.zeros((1, 126, 40), np.float32)
+    with pytest.raises(contract.InputError, match=contract.TOO_FEW_FRAMES):
+        model(np.zeros((1, 126, 10), np.float32), np.full(1, 17.0, np.float32))
+    with pytest.raises(contract.InputError, match="frame_period_ms must be"):
+        model(ok, np.full(1, -17.0, np.float32))
+    nan = ok.copy()
+    nan[0, 1, 2] = np.nan
+    with pytest.raises(contract.InputError, match="NaN or inf"):
+        model(nan, np.full(1, 17.0, np.float32))
+    empty = model(np.zeros((0, 126, 40), np.float32), np.zeros(0, np.float32))
+    assert all(empty[k].shape == (0, 126) for k in contract.OUTPUT_KEYS)
 
 
-def test_onnx_runtime_matches_tensorflow(keras_model, serving_run):
-    model, config = keras_model
-    base = os.path.dirname(serving_run.version_dir)
-    onnx_dir = export.export_model(model, config, base, fmt="onnx")
-    assert os.path.basename(onnx_dir) == "2"  # next free version after the SavedModel
+def test_onnx_runtime_matches_tensorflow(serving_run):
+    onnx = runtime.load_model(serving_run.version_dir, "onnx")
+    serve = runtime.load_model(serving_run.version_dir, "tensorflow")
     session = ort.InferenceSession(
-        os.path.join(onnx_dir, layout.ONNX_FILE), providers=["CPUExecutionProvider"]
+        os.path.join(serving_run.version_dir, layout.ONNX_FILE),
+        providers=["CPUExecutionProvider"],
     )
     names = [o.name for o in session.get_outputs()]
     assert sorted(names) == sorted(contract.OUTPUT_KEYS)
-    serve = predict.ServingModel(serving_run.version_dir)
     rng = np.random.default_rng(2)
     cases = [
         (20, [17.0, 17.0]),
         (64, [17.0, 17.0]),
         (100, [17.0, 17.0]),
         (45, [17.0, 9.0]),
+        (30, [34.0, 34.0]),
     ]
     for frames, periods in cases:
         x = rng.normal(0, 0.05, (2, 126, frames)).astype(np.float32)
         p = np.array(periods, np.float32)
-        feed = {contract.STRAIN_INPUT: x, contract.PERIOD_INPUT: p}
-        got = dict(zip(names, session.run(None, feed)))
-        want = serve(x, p)
+        got, want = onnx(x, p), serve(x, p)
         for key in contract.OUTPUT_KEYS:
             np.testing.assert_allclose(
                 got[key], want[key], atol=1e-4, rtol=0, err_msg=f"{key}, {frames}"

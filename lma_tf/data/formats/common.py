@@ -8,12 +8,15 @@ the per-subject folder layout and its safety checks.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
+from lma_tf import constants, textsafe
 from lma_tf.data.slices import DenseSlice, SliceError
 
 Progress = Callable[[int], object]  # called with the number of slices just written
@@ -55,25 +58,45 @@ def to_str(name: str, value: Any) -> str:
 
 
 def to_float(name: str, value: Any) -> float:
-    """A scalar (or size-1 array) as a float; raises SliceError otherwise."""
-    arr = np.asarray(value)
+    """A real scalar (number, numeric text, size-1 array) as a float.
+
+    Raises SliceError otherwise. Messages name the field, never its content:
+    the value may come from a file the user did not mean to show.
+    """
+    arr = np.asarray(value) if not isinstance(value, np.ndarray) else value
     if arr.size != 1:
         raise SliceError(f"{name} must be a single number, got shape {arr.shape}")
-    try:
-        return float(arr.reshape(-1)[0])
-    except (TypeError, ValueError):
-        raise SliceError(f"{name} is not a number: {value!r}") from None
+    item = arr.reshape(-1)[0]
+    if arr.dtype.kind in "US":  # a number written as text (a CSV cell)
+        text = item.decode("utf-8", "replace") if isinstance(item, bytes) else item
+        try:
+            return float(str(text).strip())
+        except ValueError:
+            raise SliceError(f"{name} is not a number") from None
+    return float(float_array(name, arr).reshape(-1)[0])
 
 
 def float_array(name: str, value: Any) -> np.ndarray:
-    """A float64 array of the shape found; raises SliceError if not numeric."""
+    """A float64 array of the shape found; raises SliceError unless real numbers.
+
+    Complex values are refused, never truncated to their real part.
+    """
     if isinstance(value, str | bytes):
         raise SliceError(f"{name} is text, not a numeric array")
     try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as e:
-        raise SliceError(f"{name} is not a numeric array ({describe(e)})") from None
-    return arr
+        arr = np.asarray(value)
+    except (TypeError, ValueError):  # ragged nested sequences
+        raise SliceError(f"{name} is not a numeric array") from None
+    if arr.dtype.kind == "c" or (
+        arr.dtype.kind == "O" and any(isinstance(v, complex) for v in arr.flat)
+    ):
+        raise SliceError(f"{name} is complex; only real values are accepted")
+    if arr.dtype.kind not in "biufO":
+        raise SliceError(f"{name} holds {arr.dtype} values, not numbers")
+    try:
+        return arr.astype(np.float64)
+    except (TypeError, ValueError):
+        raise SliceError(f"{name} is not a numeric array") from None
 
 
 def vector(name: str, value: Any) -> np.ndarray:
@@ -82,6 +105,65 @@ def vector(name: str, value: Any) -> np.ndarray:
     if arr.ndim > 1 and sum(d != 1 for d in arr.shape) <= 1:
         arr = arr.reshape(-1)
     return arr
+
+
+# The most one field of a slice may hold, checked from a file's declared
+# shapes before anything is read: a strain matrix of 126 x 128 float64 (every
+# other field is smaller). A crafted file that declares more (a compression
+# bomb) is refused without allocating it.
+MAX_FIELD_ELEMENTS = constants.NUM_SECTORS * constants.MAX_FRAMES
+MAX_FIELD_BYTES = MAX_FIELD_ELEMENTS * 8
+
+
+def check_declared(name: str, shape: Sequence[int], dtype: np.dtype) -> None:
+    """Refuses a field whose declared shape and dtype exceed a slice's needs.
+
+    Called with the shape and dtype a file's header declares, before the
+    array is read. Raises SliceError naming the field and the declared shape.
+    """
+    dtype = np.dtype(dtype)
+    shape = tuple(int(d) for d in shape)
+    if dtype.hasobject:
+        raise SliceError(f"{name} holds Python objects (it needs pickle to be read)")
+    if dtype.kind == "c":
+        raise SliceError(f"{name} is complex; only real values are accepted")
+    if dtype.kind not in "biufUS" or (dtype.kind in "iuf" and dtype.itemsize > 8):
+        raise SliceError(f"{name} has unsupported dtype {dtype}")
+    elements = math.prod(shape)
+    if elements > MAX_FIELD_ELEMENTS or elements * dtype.itemsize > MAX_FIELD_BYTES:
+        raise SliceError(
+            f"{name} declares shape {shape} of {dtype} ({elements * dtype.itemsize:,} "
+            f"bytes): more than a slice field may hold ({MAX_FIELD_ELEMENTS:,} "
+            f"values, {MAX_FIELD_BYTES:,} bytes); not read"
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Scope:
+    """The folders inputs may be read from: the --input roots.
+
+    Paths found inside a record sheet or through a symbolic link must
+    resolve into one of them unless `allow_outside` (--allow_outside_paths):
+    a sheet or a link must not make the converter read arbitrary files.
+    """
+
+    roots: tuple[str, ...] = ()  # real paths
+    allow_outside: bool = False
+
+    @classmethod
+    def of(cls, inputs: Iterable[str], allow_outside: bool = False) -> Scope:
+        """Roots from --input paths: a folder itself, a file's folder."""
+        roots = []
+        for path in inputs:
+            real = os.path.realpath(os.path.expanduser(str(path)))
+            roots.append(real if os.path.isdir(real) else os.path.dirname(real))
+        return cls(tuple(sorted(set(roots))), allow_outside)
+
+    def allows(self, path: str) -> bool:
+        """Whether `path` (links resolved) may be read."""
+        if self.allow_outside or not self.roots:
+            return True
+        return any(textsafe.is_inside(root, path) for root in self.roots)
 
 
 def is_empty(value: Any) -> bool:

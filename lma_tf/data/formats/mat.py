@@ -32,7 +32,7 @@ import numpy as np
 import scipy.io
 
 from lma_tf import atomic, constants
-from lma_tf.data.formats import common
+from lma_tf.data.formats import common, mat5_scan
 from lma_tf.data.slices import DenseSlice, Reject, SliceError
 
 EXTENSION = ".mat"
@@ -81,14 +81,22 @@ Lookup = Callable[[Field], Any]  # a field's value, None when absent or empty
 def read(path: str) -> Iterator[DenseSlice | Reject]:
     """The slice of one export (unvalidated), or a Reject naming its reason.
 
-    Raises on a file that is not a readable MAT file; the caller
-    (`sources.read_source`) turns that into a Reject of the whole file.
+    Memory and time stay bounded whatever the file holds: v7.3 datasets are
+    checked from their declared shapes and reference walks are bounded
+    (`_h5_lookup`); v5 variables are measured before they are loaded
+    (`mat5_scan`). Raises on a file that is not a readable MAT file; the
+    caller (`sources.read_source`) turns that into a Reject of the whole file.
     """
     slice_id = common.stem(path)
     if h5py.is_hdf5(path):
         with h5py.File(path, "r") as f:
             item = _slice(path, slice_id, lambda fields: _h5_lookup(f, fields))
     else:
+        try:
+            mat5_scan.check_sizes(path, _VARIABLES)
+        except SliceError as e:
+            yield Reject(path, slice_id, str(e))
+            return
         mat = scipy.io.loadmat(
             path,
             squeeze_me=True,
@@ -198,38 +206,71 @@ def _is_ref_dataset(obj: Any) -> bool:
     return isinstance(obj, h5py.Dataset) and h5py.check_dtype(ref=obj.dtype) is not None
 
 
+# A struct array or cell is one object reference away from its element; a
+# file that needs more hops per field is malformed or a reference cycle
+# (which would otherwise be followed forever).
+MAX_REFERENCE_HOPS = 4
+
+
+def _h5_child(node: h5py.Group, name: str, field: str) -> Any:
+    """`node[name]`, refusing links into other files."""
+    link = node.get(name, getlink=True)
+    if isinstance(link, h5py.ExternalLink):
+        raise SliceError(f"{field} is a link into another file; not followed")
+    return node[name]
+
+
 def _h5_lookup(f: h5py.File, fields: Sequence[str]) -> Any:
     """Follows struct fields through a MATLAB v7.3 (HDF5) file.
 
     Structs are groups; a struct array's fields are datasets of object
-    references (one per element), read at the first element.
+    references (one per element), read at the first element. The walk is
+    bounded (MAX_REFERENCE_HOPS per field) and every dataset's declared
+    shape is checked before it is read.
     """
+    name = ".".join(fields)
     node: Any = f
-    for name in fields:
-        if not isinstance(node, h5py.Group) or name not in node:
+    for part in fields:
+        if not isinstance(node, h5py.Group) or part not in node:
             return None
-        node = node[name]
+        node = _h5_child(node, part, name)
+        hops = 0
         while _is_ref_dataset(node):  # struct array / cell: take element (1)
-            refs = node[()]
-            if refs.size == 0:
+            hops += 1
+            if hops > MAX_REFERENCE_HOPS:
+                raise SliceError(
+                    f"{name}: object references nested deeper than "
+                    f"{MAX_REFERENCE_HOPS} (a reference cycle?)"
+                )
+            if node.shape is None or node.size == 0:
                 return None
-            node = f[refs.flat[0]]
+            common.check_declared(name, node.shape, np.dtype(np.uint64))
+            ref = node[(0,) * node.ndim] if node.ndim else node[()]
+            if not ref:
+                return None
+            node = f[ref]
     if isinstance(node, h5py.Dataset):
-        return _h5_value(node)
+        return _h5_value(node, name)
     return None
 
 
-def _h5_value(ds: h5py.Dataset) -> Any:
-    """A MATLAB v7.3 dataset as numpy, undoing the storage transpose."""
-    if ds.attrs.get("MATLAB_empty", 0):
+def _h5_value(ds: h5py.Dataset, name: str) -> Any:
+    """A MATLAB v7.3 dataset as numpy, undoing the storage transpose.
+
+    Its declared shape and dtype are checked before anything is read.
+    """
+    if ds.attrs.get("MATLAB_empty", 0) or ds.shape is None:
         return np.zeros((0,))
+    if ds.dtype.names and {"real", "imag"} <= set(ds.dtype.names):
+        raise SliceError(f"{name} is complex; only real values are accepted")
+    if ds.dtype.names or ds.dtype.kind not in "biuf":
+        raise SliceError(f"{name} has unsupported HDF5 type {ds.dtype}")
+    common.check_declared(name, ds.shape, ds.dtype)
     data = ds[()]
     if _h5_class(ds) == "char":
         rows = np.atleast_2d(np.asarray(data)).T
         return "\n".join("".join(chr(c) for c in row) for row in rows)
     data = np.asarray(data)
-    if data.dtype.names and {"real", "imag"} <= set(data.dtype.names):
-        raise SliceError(f"{ds.name} is complex")
     return data.T if data.ndim >= 2 else data
 
 

@@ -11,6 +11,7 @@ a missing slice_id the file's stem, a missing frame period 17 ms
 from __future__ import annotations
 
 import io
+import zipfile
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -32,17 +33,58 @@ SLICE_LOCATION = "slice_location"
 KEYS = (SUBJECT_ID, SLICE_ID, STRAIN, FRAME_PERIOD, TOS, SCAR, SLICE_LOCATION)
 
 
+def declared_arrays(path: str) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """{key: (shape, dtype)} from the .npy headers inside the zip, nothing inflated.
+
+    Only the headers (a few hundred bytes per member) are decompressed, so a
+    small file declaring a huge array (a decompression bomb) costs nothing.
+    Raises on a file that is not a zip of .npy members.
+    """
+    out = {}
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            with zf.open(info) as fh:
+                version = np.lib.format.read_magic(fh)
+                read_header = (
+                    np.lib.format.read_array_header_1_0
+                    if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0
+                )
+                shape, _, dtype = read_header(fh)
+            out[info.filename[: -len(".npy")]] = (shape, dtype)
+    return out
+
+
 def read(path: str) -> Iterator[DenseSlice | Reject]:
     """The slice of one .npz file (unvalidated), or a Reject naming its reason.
 
-    Raises on a file that is not a readable .npz at all; the caller
+    Every key read is checked from its declared shape and dtype first
+    (`common.check_declared`): memory stays bounded whatever the file
+    claims. Raises on a file that is not a readable .npz at all; the caller
     (`sources.read_source`) turns that into a Reject of the whole file.
     """
+    if not zipfile.is_zipfile(path):
+        raise SliceError("not an .npz archive (a plain .npy array?)")
+    declared = declared_arrays(path)
+    slice_id = common.stem(path)
+    try:
+        for key in KEYS:
+            if key in declared:
+                common.check_declared(key, *declared[key])
+    except SliceError as e:
+        yield Reject(path, slice_id, str(e))
+        return
     data = np.load(path, allow_pickle=False)
     if not isinstance(data, np.lib.npyio.NpzFile):
         raise SliceError("not an .npz archive (a plain .npy array?)")
     with data:
         keys = set(data.files)
+        raw = sorted(k for k in keys & set(KEYS) if k not in declared)
+        if raw:  # np.load would hand back the member's bytes, unchecked
+            yield Reject(path, slice_id, f"key {raw[0]} is not a .npy array")
+            return
 
         def get(key: str) -> Any:
             try:
@@ -53,7 +95,6 @@ def read(path: str) -> Iterator[DenseSlice | Reject]:
                     f"({common.describe(e)}); .npz sources must hold plain arrays"
                 ) from None
 
-        slice_id = common.stem(path)
         try:
             if SLICE_ID in keys:
                 slice_id = common.to_str(SLICE_ID, get(SLICE_ID))

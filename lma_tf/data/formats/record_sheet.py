@@ -83,53 +83,156 @@ class _Row:
         return os.path.normpath(name)
 
 
+# Limits that keep reading a sheet or a scar CSV in bounded memory, however
+# large or malformed the file: it is read line by line, never whole.
+MAX_LINE_CHARS = 65_536
+MAX_LINES_PER_ROW = 16  # physical lines one CSV row may span (quoted newlines)
+MAX_SCAR_LINES = 1_024  # a scar CSV holds 126 values (plus a header)
+MAX_REJECTED_ROWS = 10_000  # then the rest of the sheet is refused at once
+
+
+class _Lines:
+    """A text file's lines for csv.reader, each capped, with a per-row cap.
+
+    Raises SliceError (naming the line) on a line longer than MAX_LINE_CHARS
+    or a row spanning more than MAX_LINES_PER_ROW lines, so a 2 GB line or
+    an unterminated quote never fills memory.
+    """
+
+    def __init__(self, fh) -> None:
+        self.fh = fh
+        self.line = 0
+        self.in_row = 0  # lines read for the row being parsed
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        text = self.fh.readline(MAX_LINE_CHARS + 1)
+        if not text:
+            raise StopIteration
+        self.line += 1
+        self.in_row += 1
+        if len(text) > MAX_LINE_CHARS and not text.endswith("\n"):
+            raise SliceError(
+                f"line {self.line} is longer than {MAX_LINE_CHARS} characters"
+            )
+        if self.in_row > MAX_LINES_PER_ROW:
+            raise SliceError(
+                f"a row spans more than {MAX_LINES_PER_ROW} lines (line {self.line}; "
+                "an unclosed quote?)"
+            )
+        return text
+
+    def rows(self) -> Iterator[tuple[int, list[str]]]:
+        """(first line number, cells) of each CSV row, streamed."""
+        reader = csv.reader(self)
+        while True:
+            first = self.line + 1
+            self.in_row = 0
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as e:  # e.g. a field over csv.field_size_limit()
+                raise SliceError(f"line {self.line}: malformed CSV ({e})") from None
+            yield first, row
+
+
 def read(
     path: str,
     read_file: SliceReader,
     slice_extensions: Sequence[str],
     allow_pickle: bool = False,
+    scope: common.Scope | None = None,
 ) -> Iterator[DenseSlice | Reject]:
     """The slices of every row's file, with the row's overrides applied.
 
     `read_file` reads a row's file; a row may only name a file whose
-    extension is in `slice_extensions`. A bad row, or a bad slice of a row's
-    file, is a Reject naming the sheet's line; nothing is raised.
+    extension is in `slice_extensions`, and (through links too) inside
+    `scope` (default: the sheet's folder). A bad row, or a bad slice of a
+    row's file, is a Reject naming the sheet's line; nothing is raised. The
+    sheet is streamed, so its size does not matter; messages never quote
+    its content, only line and column.
     """
+    scope = scope or common.Scope.of([path])
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
-            table = list(csv.reader(fh))
+            yield from _read_rows(
+                path, _Lines(fh), read_file, slice_extensions, allow_pickle, scope
+            )
+    except SliceError as e:
+        yield Reject(path, "", str(e))
     except Exception as e:  # any failure is a reject, not a crash
-        yield Reject(path, "", f"unreadable file: {common.describe(e)}")
-        return
-    # Lines are counted as in the file (1 = header); blank lines are skipped.
-    numbered = [
-        (n, row) for n, row in enumerate(table, 1) if any(c.strip() for c in row)
-    ]
-    if not numbered:
-        yield Reject(path, "", "empty manifest (no header line)")
-        return
-    (_, header), rows = numbered[0], numbered[1:]
-    columns = [c.strip().lower() for c in header]
-    if FILE not in columns:
-        yield Reject(
-            path,
-            "",
-            f"manifest has no 'file' column (columns: {', '.join(columns)}); "
-            f"expected {COLUMNS[0]}[,{','.join(COLUMNS[1:])}]",
-        )
-        return
+        yield Reject(path, "", f"unreadable file: {_io_reason(e)}")
+
+
+def _read_rows(
+    path: str,
+    lines: _Lines,
+    read_file: SliceReader,
+    slice_extensions: Sequence[str],
+    allow_pickle: bool,
+    scope: common.Scope,
+) -> Iterator[DenseSlice | Reject]:
+    """The rows of an open sheet (see `read`); raises SliceError to stop it."""
     folder = os.path.dirname(os.path.abspath(path))
-    for line, values in rows:
+    columns: list[str] | None = None
+    rejected = 0
+    for line, values in lines.rows():
+        if not any(c.strip() for c in values):
+            continue  # blank line
+        if columns is None:
+            columns = [c.strip().lower() for c in values]
+            if FILE not in columns:
+                raise SliceError(
+                    f"manifest has no 'file' column in its header (line {line}); "
+                    f"expected {COLUMNS[0]}[,{','.join(COLUMNS[1:])}]"
+                )
+            continue
         if values[0].lstrip().startswith("#"):
             continue  # comment line
         row = {c: v.strip() for c, v in zip(columns, values, strict=False)}
-        yield from _read_row(
-            _Row(path, line, folder, row), read_file, slice_extensions, allow_pickle
+        for item in _read_row(
+            _Row(path, line, folder, row),
+            read_file,
+            slice_extensions,
+            allow_pickle,
+            scope,
+        ):
+            rejected += isinstance(item, Reject)
+            yield item
+        if rejected >= MAX_REJECTED_ROWS:
+            raise SliceError(
+                f"stopped at line {line}: {rejected} rejects in this sheet; fix "
+                "the sheet (the rest of it was not read)"
+            )
+    if columns is None:
+        raise SliceError("empty manifest (no header line)")
+
+
+def _io_reason(e: BaseException) -> str:
+    """An exception as a reject reason, without quoting the file's bytes."""
+    if isinstance(e, UnicodeDecodeError):
+        return f"not UTF-8 text (byte {e.start})"
+    return str(e) if isinstance(e, SliceError) else common.describe(e)
+
+
+def _in_scope(row: _Row, column: str, path: str, scope: common.Scope) -> str:
+    """`path` if `scope` allows it; else SliceError naming the row and column."""
+    if not scope.allows(path):
+        raise SliceError(
+            f"column '{column}' names a path outside the input folders "
+            f"({row.where}); pass --allow_outside_paths to read it"
         )
+    return path
 
 
-def _overrides(row: _Row, file: str, slice_extensions: Sequence[str]) -> dict[str, Any]:
+def _overrides(
+    row: _Row, file: str, slice_extensions: Sequence[str], scope: common.Scope
+) -> dict[str, Any]:
     """The row's values that replace the file's; raises SliceError on a bad row."""
+    _in_scope(row, FILE, file, scope)
     if not os.path.isfile(file):
         raise SliceError(f"file not found ({row.where})")
     if os.path.splitext(file)[1].lower() not in slice_extensions:
@@ -143,14 +246,18 @@ def _overrides(row: _Row, file: str, slice_extensions: Sequence[str]) -> dict[st
         overrides["slice_id"] = values[SLICE_ID]
     for col in (FRAME_PERIOD, SLICE_LOCATION):  # same names as DenseSlice's
         if values.get(col):
-            overrides[col] = common.to_float(col, values[col])
+            try:
+                overrides[col] = common.to_float(col, values[col])
+            except SliceError as e:
+                raise SliceError(f"{e} ({row.where}, column '{col}')") from None
     if values.get(SCAR_CSV):
-        scar_path = row.resolve(values[SCAR_CSV])
+        scar_path = _in_scope(row, SCAR_CSV, row.resolve(values[SCAR_CSV]), scope)
         try:
             overrides["scar_fraction"] = read_scar_csv(scar_path)
         except Exception as e:
-            reason = str(e) if isinstance(e, SliceError) else common.describe(e)
-            raise SliceError(f"unreadable scar CSV {scar_path}: {reason}") from None
+            raise SliceError(
+                f"unreadable scar CSV {scar_path}: {_io_reason(e)} ({row.where})"
+            ) from None
     return overrides
 
 
@@ -159,6 +266,7 @@ def _read_row(
     read_file: SliceReader,
     slice_extensions: Sequence[str],
     allow_pickle: bool,
+    scope: common.Scope,
 ) -> Iterator[DenseSlice | Reject]:
     slice_id = row.values.get(SLICE_ID, "")
     if not row.values.get(FILE):
@@ -166,7 +274,7 @@ def _read_row(
         return
     file = row.resolve(row.values[FILE])
     try:
-        overrides = _overrides(row, file, slice_extensions)
+        overrides = _overrides(row, file, slice_extensions, scope)
     except SliceError as e:
         yield Reject(file, slice_id, str(e))
         return
@@ -203,59 +311,75 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _scar_rows(path: str) -> list[list[str]]:
-    """The non-empty lines of a scar CSV, cells stripped, trailing commas dropped."""
+def _scar_rows(path: str) -> list[tuple[int, list[str]]]:
+    """(line, cells) of each non-empty line of a scar CSV, trailing commas dropped.
+
+    Streamed and capped (MAX_SCAR_LINES lines of at most MAX_LINE_CHARS).
+    """
     with open(path, newline="", encoding="utf-8-sig") as fh:
         rows = []
-        for raw in csv.reader(fh):
+        for line, raw in _Lines(fh).rows():
             row = [c.strip() for c in raw]
             while row and not row[-1]:  # trailing commas
                 row.pop()
             if row:
-                rows.append(row)
+                rows.append((line, row))
+            if len(rows) > MAX_SCAR_LINES:
+                raise SliceError(
+                    f"more than {MAX_SCAR_LINES} lines; a scar CSV holds 126 values"
+                )
     return rows
+
+
+def _scar_tokens(rows: list[tuple[int, list[str]]]) -> tuple[str, list]:
+    """(column name, [(line, column number, text)]) of the scar values.
+
+    Messages name lines and column numbers, never the file's text.
+    """
+    header: list[str] = []
+    if not all(_is_number(c) for c in rows[0][1]):
+        header = [c.lower() for c in rows.pop(0)[1]]
+    column = header[0] if len(header) == 1 else ""
+    named = next((c for c in SCAR_COLUMNS if c in header), None)
+    if len(header) > 1 and named is not None:
+        index = header.index(named)
+        for line, r in rows:
+            if index >= len(r):
+                raise SliceError(f"line {line} has no value in column {index + 1}")
+        return named, [(line, index + 1, r[index]) for line, r in rows]
+    if len(rows) == 1:
+        line, r = rows[0]
+        return column, [(line, i + 1, t) for i, t in enumerate(r)]
+    if rows and all(len(r) == 1 for _, r in rows):
+        return column, [(line, 1, r[0]) for line, r in rows]
+    if len(header) > 1:
+        raise SliceError(
+            f"{len(header)} columns in the header and none named one of "
+            f"{', '.join(SCAR_COLUMNS)}"
+        )
+    raise SliceError(
+        "expected one comma-separated line or one value per line, got "
+        f"{len(rows)} lines of up to {max((len(r) for _, r in rows), default=0)} "
+        "values"
+    )
 
 
 def read_scar_csv(path: str) -> np.ndarray:
     """Per-sector scar from a small CSV, as fractions (layouts: module docstring).
 
     Raises:
-      SliceError: the file is empty, ambiguous or not numeric.
+      SliceError: the file is empty, too long, ambiguous or not numeric
+        (naming the line and column, never quoting the file).
       OSError: the file cannot be read.
     """
     rows = _scar_rows(path)
     if not rows:
         raise SliceError("empty file")
-    header: list[str] = []
-    if not all(_is_number(c) for c in rows[0]):
-        header = [c.lower() for c in rows.pop(0)]
-    column = header[0] if len(header) == 1 else ""
-    named = next((c for c in SCAR_COLUMNS if c in header), None)
-    if len(header) > 1 and named is not None:
-        column, index = named, header.index(named)
-        try:
-            tokens = [r[index] for r in rows]
-        except IndexError:
-            raise SliceError(f"a line has no value in column {column!r}") from None
-    elif len(rows) == 1:
-        tokens = rows[0]
-    elif rows and all(len(r) == 1 for r in rows):
-        tokens = [r[0] for r in rows]
-    elif len(header) > 1:
-        raise SliceError(
-            f"several columns ({', '.join(header)}) and none named one of "
-            f"{', '.join(SCAR_COLUMNS)}"
-        )
-    else:
-        raise SliceError(
-            "expected one comma-separated line or one value per line, got "
-            f"{len(rows)} lines of up to {max((len(r) for r in rows), default=0)} "
-            "values"
-        )
-    bad = [t for t in tokens if not _is_number(t)]
-    if bad:
-        raise SliceError(f"non-numeric value {bad[0]!r}")
-    values = np.array([float(t) for t in tokens], dtype=np.float64)
+    column, tokens = _scar_tokens(rows)
+    for line, col, text in tokens:
+        if not _is_number(text):
+            raise SliceError(f"non-numeric value at line {line}, column {col}")
+    values = np.array([float(t) for _, _, t in tokens], dtype=np.float64)
     if "percent" in column and common.percent_to_fraction([values]):
         values = values / 100.0
     return values

@@ -1,0 +1,304 @@
+"""The per-subject report (report.json), the cohort summary and the decision metrics.
+
+`analyse` turns predicted slices into one `SubjectResult` per subject (the
+segment table and the ranked targets). On labelled data (true TOS in the
+prediction CSV) each subject also has a true target, the latest scar-free
+segment by true TOS and scar, or none, and the decision is scored:
+
+  - top-1 hit: the first target is the true one (or there is no true target
+    and none is recommended);
+  - top-2 hit: the true target is among the first two (no true target: none
+    recommended);
+  - adjacent hit: the first target is the true one or shares an edge with it
+    (same ring, or the ring above or below).
+
+`decision_metrics(slices)` gives these over a cohort for evaluation;
+`sector_calibration` the ECE of P(LMA) and the 90 % TOS interval coverage.
+The report folder itself is written by `lma_tf.decision.run`. Numpy only.
+See docs/decision.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from lma_tf import __version__, constants, rules
+from lma_tf.decision import calibration, targets, uncertainty
+from lma_tf.decision import orientation as orientation_lib
+from lma_tf.decision.orientation import Orientation
+from lma_tf.decision.segments import SegmentSummary, slice_levels, subject_segments
+from lma_tf.decision.targets import Decision
+from lma_tf.decision.uncertainty import EnsembleSlice
+from lma_tf.serving.prediction_csv import PredictedSlice
+
+SCHEMA = "lma_tf.decision.report"
+SCHEMA_VERSION = 1
+COHORT_SCHEMA = "lma_tf.decision.cohort"
+BANNER = "Research use only \u2014 not a medical device"
+
+
+@dataclasses.dataclass
+class SubjectResult:
+    """One subject: its slices, their levels, the segment table and the decision."""
+
+    subject_id: str
+    slices: list[EnsembleSlice]
+    levels: list[str]
+    segments: list[SegmentSummary]
+    decision: Decision
+
+    @property
+    def labelled(self) -> bool:
+        """Whether every slice has a true TOS (the decision can be scored)."""
+        return all(s.true_tos_ms is not None for s in self.slices)
+
+    @property
+    def true_target(self) -> int | None:
+        """The labelled answer (None: no target, or unlabelled)."""
+        return targets.true_target(self.segments) if self.labelled else None
+
+    def quality(self) -> dict | None:
+        """Top-1 / top-2 / adjacent hits against the true target; None unlabelled."""
+        if not self.labelled:
+            return None
+        true, pred = self.true_target, self.decision.segments
+        if true is None:
+            hit = not pred
+            top1 = top2 = adjacent = hit
+        else:
+            top1 = bool(pred) and pred[0] == true
+            top2 = true in pred[:2]
+            adjacent = top1 or (bool(pred) and orientation_lib.adjacent(pred[0], true))
+        return {
+            "true_target": true,
+            "predicted_targets": pred[:2],
+            "top1": bool(top1),
+            "top2": bool(top2),
+            "adjacent": bool(adjacent),
+        }
+
+
+def analyse(
+    slices: Sequence[PredictedSlice | EnsembleSlice],
+    orientation: Orientation = orientation_lib.DEFAULT,
+    base_at_high: bool = True,
+    lge: Mapping[str, Mapping[int, float]] | None = None,
+) -> list[SubjectResult]:
+    """One `SubjectResult` per subject, in the order subjects first appear.
+
+    `lge` maps subject -> segment -> scar fraction (an LGE segment table).
+    """
+    grouped: dict[str, list[EnsembleSlice]] = {}
+    for s in uncertainty.as_ensemble(slices):
+        grouped.setdefault(s.subject_id, []).append(s)
+    out = []
+    for subject, group in grouped.items():
+        segs = subject_segments(
+            group, orientation, base_at_high, (lge or {}).get(subject)
+        )
+        out.append(
+            SubjectResult(
+                subject_id=subject,
+                slices=group,
+                levels=slice_levels(group, base_at_high),
+                segments=segs,
+                decision=targets.rank_targets(segs),
+            )
+        )
+    return out
+
+
+def _share(flags: list[bool]) -> float | None:
+    return float(np.mean(flags)) if flags else None
+
+
+def metrics_from_results(results: Sequence[SubjectResult]) -> dict:
+    """The decision metrics of analysed subjects (see the module doc)."""
+    scored = [(r, r.quality()) for r in results]
+    scored = [(r, q) for r, q in scored if q is not None]
+    with_t = [q for _, q in scored if q["true_target"] is not None]
+    without = [q for _, q in scored if q["true_target"] is None]
+    qs = [q for _, q in scored]
+    return {
+        "num_subjects": len(qs),
+        "num_unlabelled_subjects": len(results) - len(qs),
+        "num_with_target": len(with_t),
+        "num_without_target": len(without),
+        "top1_accuracy": _share([q["top1"] for q in qs]),
+        "top2_accuracy": _share([q["top2"] for q in qs]),
+        "adjacent_accuracy": _share([q["adjacent"] for q in qs]),
+        "with_target": {
+            k: _share([q[k] for q in with_t]) for k in ("top1", "top2", "adjacent")
+        },
+        "no_target_agreement": _share([q["top1"] for q in without]),
+        "per_subject": [{"subject_id": r.subject_id, **q} for r, q in scored],
+    }
+
+
+def decision_metrics(
+    slices: Sequence[PredictedSlice | EnsembleSlice],
+    orientation: Orientation = orientation_lib.DEFAULT,
+    base_at_high: bool = True,
+    lge: Mapping[str, Mapping[int, float]] | None = None,
+) -> dict:
+    """Top-1 / top-2 / adjacent target accuracy over the labelled subjects.
+
+    `slices` are a prediction CSV's (`prediction_csv.read`) or aggregated
+    ones; subjects without true TOS are counted as unlabelled and skipped.
+    Accuracies are None when no subject counts. Keys: num_subjects,
+    num_unlabelled_subjects, num_with_target, num_without_target,
+    top1_accuracy, top2_accuracy, adjacent_accuracy (all labelled subjects),
+    with_target {top1, top2, adjacent} (subjects with a true target),
+    no_target_agreement (subjects without one: share recommended none),
+    per_subject (one dict per labelled subject).
+    """
+    return metrics_from_results(analyse(slices, orientation, base_at_high, lge))
+
+
+def sector_calibration(
+    slices: Sequence[PredictedSlice | EnsembleSlice], num_bins: int = 15
+) -> dict | None:
+    """ECE of P(LMA) and 90 % TOS interval coverage over labelled slices.
+
+    Labels are `rules.lma_labels(true TOS, scar)`. Coverage is None for a
+    single model (its interval has no width). None without labelled slices.
+    """
+    ens = [s for s in uncertainty.as_ensemble(slices) if s.true_tos_ms is not None]
+    if not ens:
+        return None
+    prob = np.stack([s.lma_probability for s in ens])
+    labels = np.stack([rules.lma_labels(s.true_tos_ms, s.scar_fraction) for s in ens])
+    labels = np.where(
+        np.isfinite(np.stack([s.true_tos_ms for s in ens])), labels, np.nan
+    )
+    rel = calibration.reliability(prob, labels, num_bins=num_bins)
+    members = max(s.num_members for s in ens)
+    coverage = None
+    if members > 1:
+        coverage = calibration.interval_coverage(
+            np.stack([s.true_tos_ms for s in ens]),
+            np.stack([s.tos_lo_ms for s in ens]),
+            np.stack([s.tos_hi_ms for s in ens]),
+        )
+    return {
+        "ece": rel.ece,
+        "num_bins": num_bins,
+        "num_sectors": int(rel.weight.sum()),
+        "ensemble_members": members,
+        "tos_interval_coverage": coverage,
+        "tos_interval": f"{uncertainty.INTERVAL[0]:g}-{uncertainty.INTERVAL[1]:g}%",
+    }
+
+
+def json_ready(value):
+    """`value` with NaN / inf floats as None and numpy scalars as Python ones.
+
+    Reports are strict JSON, so that any reader can load them.
+    """
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def thresholds() -> dict:
+    """The rule thresholds a report was made with."""
+    return {
+        "lma_probability": rules.LMA_THRESHOLD,
+        "late_tos_ms": rules.LATE_TOS_MS,
+        "scar_fraction": constants.SCAR_THRESHOLD,
+        "probability_margin": uncertainty.PROBABILITY_MARGIN,
+        "uncertain_share": uncertainty.UNCERTAIN_SHARE,
+        "wide_interval_ms": uncertainty.WIDE_INTERVAL_MS,
+    }
+
+
+def subject_report(
+    result: SubjectResult,
+    *,
+    orientation: Orientation,
+    base_at_high: bool,
+    inputs: Mapping | None = None,
+    model: Mapping | None = None,
+    temperature: float = 1.0,
+) -> dict:
+    """The report.json document of one subject (schema SCHEMA, SCHEMA_VERSION)."""
+    return {
+        "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "lma_tf_version": __version__,
+        "notice": BANNER,
+        "subject_id": result.subject_id,
+        "inputs": dict(inputs or {}),
+        "model": dict(model) if model is not None else None,
+        "orientation": orientation.to_dict(),
+        "base_at": "high" if base_at_high else "low",
+        "slices": [
+            {
+                "slice_id": s.slice_id,
+                "slice_location": s.slice_location,
+                "level": level,
+                "ensemble_members": s.num_members,
+            }
+            for s, level in zip(result.slices, result.levels)
+        ],
+        "calibration": {"temperature": temperature},
+        "thresholds": thresholds(),
+        "segments": [s.to_dict() for s in result.segments],
+        "decision": result.decision.to_dict(),
+        "decision_quality": result.quality(),
+    }
+
+
+COHORT_COLUMNS = (
+    "subject_id",
+    "num_slices",
+    "ensemble_members",
+    "recommended_segment",
+    "recommended_name",
+    "recommended_tos_ms",
+    "recommended_probability",
+    "second_segment",
+    "num_targets",
+    "num_low_confidence",
+    "summary",
+    "labelled",
+    "true_target",
+    "top1",
+    "top2",
+    "adjacent",
+)
+
+
+def cohort_row(result: SubjectResult) -> dict:
+    """One subject's line of the cohort summary (COHORT_COLUMNS)."""
+    d = result.decision
+    top = d.recommended
+    q = result.quality() or {}
+    low = sum(1 for s in result.segments if s.imaged and s.low_confidence)
+    return {
+        "subject_id": result.subject_id,
+        "num_slices": len(result.slices),
+        "ensemble_members": max(s.num_members for s in result.slices),
+        "recommended_segment": top.segment if top else None,
+        "recommended_name": top.name if top else None,
+        "recommended_tos_ms": round(top.tos_median_ms, 2) if top else None,
+        "recommended_probability": round(top.lma_probability, 4) if top else None,
+        "second_segment": d.targets[1].segment if len(d.targets) > 1 else None,
+        "num_targets": len(d.targets),
+        "num_low_confidence": low,
+        "summary": d.summary(),
+        "labelled": result.labelled,
+        "true_target": q.get("true_target"),
+        "top1": q.get("top1"),
+        "top2": q.get("top2"),
+        "adjacent": q.get("adjacent"),
+    }
