@@ -31,7 +31,7 @@ setup(
         "cpu": ["tensorflow-cpu>=2.16,<2.22"],
         "gpu": ["tensorflow[and-cuda]>=2.16,<2.22"],
         # The ONNX packages are in `test` too, so the ONNX test runs in CI.
-        "test": ["pytest>=8", "ruff>=0.6", *ONNX],
+        "test": ["pytest>=8", "ruff>=0.6", "hypothesis>=6.100", *ONNX],
         "onnx": ONNX,
     },
 )

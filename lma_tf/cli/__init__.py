@@ -26,6 +26,7 @@ COMMANDS = {
     "convert": "validate DENSE inputs and write subject-split TFRecords",
     "train": "train one experiment under a tf.distribute strategy",
     "evaluate": "the paper's metrics on a split, or a comparison of runs",
+    "crossval": "subject-level k-fold cross-validation and paired comparisons",
     "export": "export a trained run as a SavedModel (and/or ONNX)",
     "predict": "predict TOS and LMA for raw DENSE inputs with an export",
     "explain": "Grad-CAM explanations of the trained heads",
@@ -85,6 +86,13 @@ def override_error(e: BaseException) -> str:
     return f"bad config override: no field {words[0]!r}. " + " ".join(words[1:])
 
 
+def not_found(e: FileNotFoundError) -> str:
+    """`PATH: no such file or directory`, without Python's `[Errno 2]` prefix."""
+    if e.filename:
+        return f"{e.filename}: no such file or directory (check the path)"
+    return str(e)
+
+
 def run(command: str, main: Callable[[list[str]], None], argv=None) -> None:
     """absl's `app.run(main)`, with the library's errors turned into one line."""
     from absl import app
@@ -102,7 +110,7 @@ def run(command: str, main: Callable[[list[str]], None], argv=None) -> None:
         except LmaError as e:
             fail(command, str(e), e.exit_code)
         except FileNotFoundError as e:
-            fail(command, str(e), 2)
+            fail(command, not_found(e), 2)
         except KeyboardInterrupt:
             fail(command, "interrupted; rerun the same command to resume", 130)
 

@@ -32,9 +32,13 @@ TEMPERATURE_BOUNDS = (0.05, 20.0)
 
 
 def binary_logit(logits) -> np.ndarray:
-    """z1 - z0 of two-class logits (..., 2); a (...,) array is taken as z already."""
+    """z1 - z0 of two-class logits (N..., 2); any other array is taken as z already.
+
+    Two-class logits need at least two axes, so a flat array of two binary
+    logits is not mistaken for one pair.
+    """
     z = np.asarray(logits, np.float64)
-    return z[..., 1] - z[..., 0] if z.ndim and z.shape[-1] == 2 else z
+    return z[..., 1] - z[..., 0] if z.ndim >= 2 and z.shape[-1] == 2 else z
 
 
 def logits_from_probability(probability) -> np.ndarray:

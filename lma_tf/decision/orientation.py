@@ -124,6 +124,12 @@ def neighbours(segment: int) -> tuple[int, ...]:
     return tuple(s for s in range(1, NUM_SEGMENTS + 1) if adjacent(segment, s))
 
 
+def _wrap(x: np.ndarray, period: float) -> np.ndarray:
+    """`x` modulo `period` in [0, period) (np.mod of -1e-17 returns `period`)."""
+    out = np.mod(x, period)
+    return np.where(out >= period, out - period, out)
+
+
 def _flip(direction: str) -> str:
     return "cw" if direction == "ccw" else "ccw"
 
@@ -169,13 +175,13 @@ class Orientation:
         """Anatomical angle (deg, [0, 360)) of sector coordinate(s) `position`."""
         s = np.asarray(position, np.float64) * (N / num_sectors)
         deg = LANDMARK_DEG[self.sector0] + self.sign * (s - self.offset) * 360.0 / N
-        return np.mod(deg, 360.0)
+        return _wrap(deg, 360.0)
 
     def position(self, deg, num_sectors: int = N) -> np.ndarray:
         """Sector coordinate(s) in [0, num_sectors) of anatomical angle(s)."""
         rel = (np.asarray(deg, np.float64) - LANDMARK_DEG[self.sector0]) * self.sign
         s = self.offset + rel * N / 360.0
-        return np.mod(s * (num_sectors / N), num_sectors)
+        return _wrap(s * (num_sectors / N), float(num_sectors))
 
     def sector_segments(self, level: str, num_sectors: int = N) -> np.ndarray:
         """(num_sectors,) AHA segment (1-16) of each sector of a ring at `level`."""

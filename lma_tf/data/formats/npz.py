@@ -65,8 +65,9 @@ def read(path: str) -> Iterator[DenseSlice | Reject]:
     claims. Raises on a file that is not a readable .npz at all; the caller
     (`sources.read_source`) turns that into a Reject of the whole file.
     """
-    if not zipfile.is_zipfile(path):
-        raise SliceError("not an .npz archive (a plain .npy array?)")
+    with open(path, "rb") as fh:  # an unreadable file fails here, saying why
+        if fh.read(2) != b"PK":
+            raise SliceError("not an .npz archive (a plain .npy array?)")
     declared = declared_arrays(path)
     slice_id = common.stem(path)
     try:

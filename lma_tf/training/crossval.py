@@ -1,0 +1,443 @@
+"""Subject-level k-fold cross-validation of an experiment (`lma-tf crossval`).
+
+  O/folds/folds.json            subject -> fold (the same for every experiment)
+  O/folds/fold{i}/              records of fold i (`lma_tf.data.folds`)
+  O/<experiment>/fold{i}/model/ the run directory of fold i's model
+  O/<experiment>/fold{i}/result.json       its held-out metrics (fold done)
+  O/<experiment>/fold{i}/predictions.npz   its held-out predictions
+  O/<experiment>/crossval.json, crossval.md   per-fold metrics, mean +- sd,
+                                 pooled metrics; predictions.npz, per_slice.csv,
+                                 per_subject.csv: the pooled predictions
+
+Each fold's model is trained on the other folds (minus a validation share,
+used for checkpoint selection and for choosing a decision rule) and scored
+on its own fold, which it never saw. A fold with a result.json is done and
+skipped on a rerun; an interrupted fold resumes from its training backup.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import os
+import time
+
+import ml_collections
+import numpy as np
+
+from lma_tf import atomic, inference, rules
+from lma_tf import config as lma_config
+from lma_tf.data import folds as folds_lib
+from lma_tf.errors import UsageError
+from lma_tf.evaluation import decision, metrics, paired
+from lma_tf.models import registry
+from lma_tf.training import run_dir
+
+FOLDS_DIR = "folds"
+RESULT_JSON = "result.json"
+PREDICTIONS_NPZ = "predictions.npz"
+SUMMARY_JSON = "crossval.json"
+# Shown in the summaries; "_tuned": with the rule chosen on validation.
+SUMMARY_KEYS = (*paired.METRICS, "combined_tos_mae_ms_scar_tuned", "lma_accuracy_tuned")
+
+
+def experiment_config(
+    name_or_path: str,
+    epochs: int = 0,
+    overrides: tuple[str, ...] = (),
+) -> ml_collections.ConfigDict:
+    """An experiment's config with `--epochs` and `FIELD=VALUE` overrides.
+
+    Raises:
+      UsageError: an unknown experiment, field or an invalid value.
+    """
+    config = lma_config.load_experiment(name_or_path)
+    if epochs:
+        config.train.epochs = int(epochs)
+    for item in overrides:
+        field, sep, text = item.partition("=")
+        if not sep:
+            raise UsageError(f"--set={item}: expected FIELD=VALUE")
+        *parents, leaf = field.split(".")
+        node = config
+        try:
+            for part in parents:
+                node = node[part]
+            old = node[leaf]
+        except (KeyError, AttributeError, TypeError):
+            raise UsageError(f"--set={item}: no config field {field!r}") from None
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text
+        node[leaf] = type(old)(value) if isinstance(old, float | int) else value
+    try:
+        return lma_config.validate_config(config)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def prepare_folds(
+    records_dir: str, output_dir: str, num_folds: int, val_fraction: float
+):
+    """The shared fold records under `output_dir/folds` (written once)."""
+    return folds_lib.make_fold_records(
+        records_dir, os.path.join(output_dir, FOLDS_DIR), num_folds, val_fraction
+    )
+
+
+def fold_records(output_dir: str, fold: int) -> str:
+    return folds_lib.fold_dir(os.path.join(output_dir, FOLDS_DIR), fold)
+
+
+def experiment_dir(output_dir: str, config: ml_collections.ConfigDict) -> str:
+    return os.path.join(output_dir, config.name)
+
+
+def fold_done(exp_dir: str, fold: int) -> bool:
+    return os.path.exists(os.path.join(exp_dir, f"fold{fold}", RESULT_JSON))
+
+
+@dataclasses.dataclass
+class Estimate:
+    """Expected wall time of the folds still to run, from a few timed steps."""
+
+    seconds: float
+    step_seconds: float
+    steps_per_epoch: int
+    epochs: int
+    folds: int
+
+    def line(self, name: str) -> str:
+        if not self.folds:
+            return f"{name}: every fold already done"
+        detail = (
+            f"{self.folds} fold(s) x {self.epochs} epochs x {self.steps_per_epoch} "
+            f"steps at {self.step_seconds:.2f} s/step"
+            if self.step_seconds
+            else f"{self.folds} fold(s), fitted not trained"
+        )
+        return (
+            f"{name}: {detail} -> about {format_seconds(self.seconds)} "
+            "(early stopping may end folds sooner)"
+        )
+
+
+def format_seconds(seconds: float) -> str:
+    minutes = int(round(seconds / 60))
+    if minutes < 60:
+        return f"{max(minutes, 1)} min"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def estimate(
+    config: ml_collections.ConfigDict, output_dir: str, folds: list[int]
+) -> Estimate:
+    """Times a few training steps on fold `folds[0]`; extrapolates to `folds`."""
+    exp_dir = experiment_dir(output_dir, config)
+    todo = [f for f in folds if not fold_done(exp_dir, f)]
+    epochs = int(config.train.epochs)
+    if not todo:
+        return Estimate(0.0, 0.0, 0, epochs, 0)
+    if not registry.get(config.model.kind).is_network:
+        return Estimate(30.0 * len(todo), 0.0, 0, epochs, len(todo))
+    import tensorflow as tf
+
+    from lma_tf.data import pipeline
+    from lma_tf.training import loop, steps, train_lib
+
+    cfg = ml_collections.ConfigDict(config.to_dict())
+    cfg.data.records_dir = fold_records(output_dir, todo[0])
+    cfg = train_lib.resolve_config(cfg)
+    num_steps = loop.steps_per_epoch(cfg)
+    strategy = tf.distribute.get_strategy()
+    model = registry.get(cfg.model.kind).build(cfg)
+    optimizer = steps.make_optimizer(cfg, num_steps)
+    step = steps.build_train_step(
+        strategy, model, optimizer, cfg, int(cfg.train.batch_size)
+    )
+    iterator = iter(pipeline.make_dataset(cfg, "train", repeat=True))
+    for _ in range(2):  # tracing and the pipeline's start-up
+        step(iterator)
+    timed = 5
+    start = time.perf_counter()
+    for _ in range(timed):
+        float(step(iterator)["loss"])
+    per_step = (time.perf_counter() - start) / timed
+    val_batches = pipeline.count_examples(cfg, "val") / float(cfg.train.batch_size)
+    # Validation runs forward only, about a third of a training step.
+    per_epoch = num_steps * per_step + np.ceil(val_batches) * per_step / 3
+    per_fold = epochs * per_epoch + 20.0  # plus prediction and bookkeeping
+    return Estimate(per_fold * len(todo), per_step, num_steps, epochs, len(todo))
+
+
+def _prediction_arrays(
+    batch: inference.SliceBatch, pred: inference.Predictions, rule: decision.Rule
+) -> dict[str, np.ndarray]:
+    """What a fold saves about its held-out slices (see `paired.slice_terms`)."""
+    n = len(batch)
+    tos = pred.tos_ms if pred.tos_ms is not None else np.full((n, 126), np.nan)
+    calls = rules.lma_call(pred.lma_probability)
+    tuned = rule.calls(pred.tos_ms, pred.lma_probability)
+    return {
+        "subject_id": np.asarray(batch.subject_id, dtype=str),
+        "slice_id": np.asarray(batch.slice_id, dtype=str),
+        "true_tos": batch.true_tos,
+        "true_lma": batch.true_lma,
+        "scar": batch.scar,
+        "has_scar": batch.has_scar.astype(np.float32),
+        "weight": batch.weight,
+        "tos": tos,
+        "probability": pred.lma_probability,
+        "calls": calls.astype(np.int8),
+        "combined": decision.combined_tos(tos, calls),
+        "calls_tuned": tuned.astype(np.int8),
+        "combined_tuned": decision.combined_tos(tos, tuned),
+    }
+
+
+def scores(arrays: dict[str, np.ndarray], period_ms: float, suffix: str = "") -> dict:
+    """`metrics.sector_metrics` of saved prediction arrays (the shipped rule)."""
+    has_tos = bool(np.isfinite(arrays["tos"]).any())
+    return metrics.sector_metrics(
+        arrays["true_tos"],
+        arrays["tos"] if has_tos else None,
+        arrays["combined" + suffix] if has_tos else None,
+        arrays["true_lma"],
+        arrays["calls" + suffix],
+        arrays["scar"],
+        arrays["has_scar"] > 0,
+        arrays["weight"],
+        period_ms,
+    )
+
+
+def run_fold(
+    config: ml_collections.ConfigDict,
+    output_dir: str,
+    fold: int,
+    *,
+    progress: bool = True,
+) -> dict:
+    """Trains fold `fold`'s model, picks a rule on val, scores the held-out fold."""
+    from lma_tf.training import train_lib
+
+    fold_out = os.path.join(experiment_dir(output_dir, config), f"fold{fold}")
+    model_dir = os.path.join(fold_out, "model")
+    cfg = ml_collections.ConfigDict(config.to_dict())
+    cfg.data.records_dir = fold_records(output_dir, fold)
+    start = time.perf_counter()
+    trained = train_lib.train(cfg, model_dir, progress=progress)
+    saved = run_dir.load_config(model_dir)
+    predictor = inference.load_predictor(saved, model_dir)
+    kind = registry.get(saved.model.kind)
+    val, val_pred = inference.predict_split(saved, predictor, "val", progress=False)
+    rule, val_scores = decision.choose(
+        val_pred.tos_ms,
+        val_pred.lma_probability,
+        val.true_lma,
+        val.weight,
+        kind.has_lma,
+    )
+    test, test_pred = inference.predict_split(saved, predictor, "test", progress=False)
+    arrays = _prediction_arrays(test, test_pred, rule)
+    atomic.write_npz(os.path.join(fold_out, PREDICTIONS_NPZ), arrays)
+    period = float(saved.data.frame_period_ms)
+    tuned = scores(arrays, period, "_tuned")
+    result = {
+        "experiment": config.name,
+        "fold": fold,
+        "metrics": scores(arrays, period),
+        "tuned": {
+            "rule": rule.name,
+            "val_accuracy": val_scores[rule.name],
+            "val_accuracy_shipped_rule": next(iter(val_scores.values())),
+            "combined_tos_mae_ms_scar": tuned["combined_tos_mae_ms_scar"],
+            "combined_tos_mae_ms": tuned["combined_tos_mae_ms"],
+            "lma_accuracy": tuned["lma_accuracy"],
+            "lma_f1": tuned["lma_f1"],
+        },
+        "num_test_subjects": len(set(test.subject_id)),
+        "num_test_slices": len(test),
+        "epochs_run": len(trained.get("history", [])),
+        "stopped": trained.get("stopped", "fitted"),
+        "seconds": time.perf_counter() - start,
+    }
+    metrics.write_json(result, os.path.join(fold_out, RESULT_JSON))
+    return result
+
+
+def _fold_row(result: dict) -> dict:
+    row = {k: result["metrics"].get(k) for k in paired.METRICS}
+    row["combined_tos_mae_ms_scar_tuned"] = result["tuned"]["combined_tos_mae_ms_scar"]
+    row["lma_accuracy_tuned"] = result["tuned"]["lma_accuracy"]
+    return row
+
+
+def _mean_sd(rows: list[dict]) -> dict[str, dict]:
+    out = {}
+    for key in SUMMARY_KEYS:
+        values = [r[key] for r in rows if r.get(key) is not None]
+        if values:
+            sd = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+            out[key] = {"mean": float(np.mean(values)), "sd": sd, "n": len(values)}
+    return out
+
+
+def load_pooled(exp_dir: str) -> dict[str, np.ndarray]:
+    """The pooled held-out predictions of a cross-validated experiment.
+
+    Raises:
+      UsageError: `exp_dir` holds no finished cross-validation.
+    """
+    path = os.path.join(exp_dir, PREDICTIONS_NPZ)
+    if not os.path.exists(path):
+        raise UsageError(
+            f"{path} not found: {exp_dir} is not a finished cross-validation "
+            "(run `lma-tf crossval` for every fold first)"
+        )
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def summarize(
+    config: ml_collections.ConfigDict, output_dir: str, num_folds: int
+) -> dict | None:
+    """Per-fold metrics, mean +- sd, pooled metrics; None while folds remain."""
+    exp_dir = experiment_dir(output_dir, config)
+    if not all(fold_done(exp_dir, f) for f in range(num_folds)):
+        return None
+    results, parts = [], []
+    for f in range(num_folds):
+        fold_out = os.path.join(exp_dir, f"fold{f}")
+        results.append(_load_json(os.path.join(fold_out, RESULT_JSON)))
+        with np.load(os.path.join(fold_out, PREDICTIONS_NPZ)) as z:
+            part = {k: z[k] for k in z.files}
+        part["fold"] = np.full(len(part["slice_id"]), f, np.int64)
+        parts.append(part)
+    pooled = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    atomic.write_npz(os.path.join(exp_dir, PREDICTIONS_NPZ), pooled)
+    period = float(config.data.frame_period_ms)
+    rows = [_fold_row(r) for r in results]
+    pooled_metrics = scores(pooled, period)
+    tuned = scores(pooled, period, "_tuned")
+    pooled_metrics["combined_tos_mae_ms_scar_tuned"] = tuned["combined_tos_mae_ms_scar"]
+    pooled_metrics["lma_accuracy_tuned"] = tuned["lma_accuracy"]
+    summary = {
+        "experiment": config.name,
+        "num_folds": num_folds,
+        "epochs": int(config.train.epochs),
+        "folds": [{"fold": r["fold"], **row} for r, row in zip(results, rows)],
+        "rules": [r["tuned"]["rule"] for r in results],
+        "mean_sd": _mean_sd(rows),
+        "pooled": pooled_metrics,
+        "num_subjects": len(set(pooled["subject_id"].tolist())),
+        "num_slices": len(pooled["slice_id"]),
+        "seconds": sum(r["seconds"] for r in results),
+    }
+    metrics.write_json(summary, os.path.join(exp_dir, SUMMARY_JSON))
+    atomic.write_text(os.path.join(exp_dir, "crossval.md"), summary_markdown(summary))
+    _write_tables(pooled, exp_dir)
+    return summary
+
+
+def _load_json(path: str) -> dict:
+    import json
+
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _write_tables(pooled: dict[str, np.ndarray], exp_dir: str) -> None:
+    """per_slice.csv (with the fold) and per_subject.csv of the pooled predictions."""
+    ids = list(zip(pooled["subject_id"].tolist(), pooled["slice_id"].tolist()))
+    has_tos = bool(np.isfinite(pooled["tos"]).any())
+    rows = metrics.per_slice_rows(
+        ids,
+        pooled["true_tos"],
+        pooled["tos"] if has_tos else None,
+        pooled["combined"] if has_tos else None,
+        pooled["true_lma"],
+        pooled["calls"],
+        pooled["scar"],
+        pooled["has_scar"] > 0,
+        pooled["weight"],
+    )
+    for row, fold in zip(rows, pooled["fold"].tolist()):
+        row["fold"] = fold
+    metrics.write_csv(rows, os.path.join(exp_dir, "per_slice.csv"))
+    subjects, terms = paired.subject_terms(
+        pooled["subject_id"], paired.slice_terms(pooled)
+    )
+    fold_of = dict(zip(pooled["subject_id"].tolist(), pooled["fold"].tolist()))
+    table = []
+    for i, s in enumerate(subjects):
+        row = {"subject_id": s, "fold": fold_of[s]}
+        for key, (num, den) in terms.items():
+            row[key] = float(num[i] / den[i]) if den[i] > 0 else None
+        table.append(row)
+    metrics.write_csv(table, os.path.join(exp_dir, "per_subject.csv"))
+
+
+def summary_markdown(summary: dict) -> str:
+    """Mean +- sd over folds, and the pooled value, per metric."""
+    lines = [
+        f"{summary['experiment']}: {summary['num_folds']}-fold cross-validation, "
+        f"{summary['num_subjects']} subjects, {summary['num_slices']} slices",
+        "",
+        "| metric | mean +- sd over folds | pooled |",
+        "|---|---:|---:|",
+    ]
+    for key, v in summary["mean_sd"].items():
+        pooled = summary["pooled"].get(key)
+        shown = "-" if pooled is None else f"{pooled:.3f}"
+        lines.append(f"| {key} | {v['mean']:.3f} +- {v['sd']:.3f} | {shown} |")
+    lines += ["", f"rules chosen on validation: {', '.join(summary['rules'])}"]
+    return "\n".join(lines) + "\n"
+
+
+def compare(
+    exp_dirs: list[str], output_dir: str, resamples: int = 2000, seed: int = 0
+) -> dict[str, dict]:
+    """The first cross-validated experiment against each of the others.
+
+    Writes output_dir/<first>_vs_<other>/paired.{json,md,png} and
+    output_dir/crossval_means.png (mean +- sd over folds of every experiment).
+
+    Raises:
+      UsageError: fewer than two directories, one unfinished, or runs that
+        did not predict the same slices.
+    """
+    from lma_tf.viz import comparison
+
+    if len(exp_dirs) < 2:
+        raise UsageError("--compare needs two or more cross-validation directories")
+    summaries = {}
+    for d in exp_dirs:
+        load_pooled(d)  # a clear error when unfinished
+        summary = _load_json(os.path.join(d, SUMMARY_JSON))
+        summaries[summary["experiment"]] = summary
+    names = list(summaries)
+    if len(set(names)) != len(names):
+        raise UsageError(f"--compare lists one experiment twice: {names}")
+    first = load_pooled(exp_dirs[0])
+    results = {}
+    for name, d in zip(names[1:], exp_dirs[1:]):
+        try:
+            results[name] = paired.write_comparison(
+                first,
+                load_pooled(d),
+                names[0],
+                name,
+                os.path.join(output_dir, f"{names[0]}_vs_{name}"),
+                resamples,
+                seed,
+            )
+        except ValueError as e:
+            raise UsageError(f"{exp_dirs[0]} vs {d}: {e}") from None
+    comparison.plot_crossval_means(
+        {n: s["mean_sd"] for n, s in summaries.items()},
+        SUMMARY_KEYS,
+        os.path.join(output_dir, "crossval_means.png"),
+    )
+    return results

@@ -1,0 +1,146 @@
+"""Cross-validation: folds by subject, fold records, runs, resume, rules."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from lma_tf import testing
+from lma_tf.data import folds, manifest
+from lma_tf.errors import UsageError
+from lma_tf.evaluation import decision
+from lma_tf.training import crossval
+
+
+@pytest.fixture(scope="module")
+def records_dir(tmp_path_factory):
+    return testing.synthetic_records(str(tmp_path_factory.mktemp("cv")), 9, 4)
+
+
+def test_folds_are_balanced_stable_and_deal_scar_subjects_first():
+    subjects = {f"P{i:02d}": i % 3 == 0 for i in range(20)}
+    a = folds.assign_folds(subjects, 5)
+    b = folds.assign_folds(dict(reversed(list(subjects.items()))), 5)
+    assert a == b  # a function of the ids only, whatever the order given
+    sizes = np.bincount(list(a.values()), minlength=5)
+    assert sizes.max() - sizes.min() <= 1
+    scar_sizes = np.bincount([a[s] for s, v in subjects.items() if v], minlength=5)
+    assert scar_sizes.max() - scar_sizes.min() <= 1
+    with pytest.raises(UsageError, match="fewer folds"):
+        folds.assign_folds({"a": True, "b": False}, 3)
+
+
+def test_validation_share_is_stratified_and_never_empty():
+    train = [f"P{i:02d}" for i in range(20)]
+    scar = {s: i < 10 for i, s in enumerate(train)}
+    val = folds.validation_subjects(train, scar, 0.2)
+    assert len(val) == 4 and sum(scar[s] for s in val) == 2
+    assert len(folds.validation_subjects(train[:2], scar, 0.1)) == 1
+
+
+def test_fold_records_partition_every_subject_once(records_dir, tmp_path):
+    root = str(tmp_path / "folds")
+    info = folds.make_fold_records(records_dir, root, 3)
+    source = manifest.load_manifest(records_dir)
+    all_subjects = {s for sp in source["splits"].values() for s in sp["subjects"]}
+    assert set(info["folds"]) == all_subjects
+    tested = []
+    for i in range(3):
+        m = manifest.load_manifest(folds.fold_dir(root, i))
+        splits = {k: set(v["subjects"]) for k, v in m["splits"].items()}
+        assert not (splits["train"] & splits["val"]) and not (
+            splits["test"] & (splits["train"] | splits["val"])
+        )
+        assert splits["train"] | splits["val"] | splits["test"] == all_subjects
+        assert sum(v["num_slices"] for v in m["splits"].values()) == info["num_slices"]
+        assert m["normalization"]["strain_std"] > 0
+        tested += sorted(splits["test"])
+    assert sorted(tested) == sorted(all_subjects)
+    # A second call with the same slices reuses the folds, untouched.
+    stamp = os.stat(os.path.join(folds.fold_dir(root, 0), manifest.MANIFEST))
+    assert folds.make_fold_records(records_dir, root, 3) == info
+    again = os.stat(os.path.join(folds.fold_dir(root, 0), manifest.MANIFEST))
+    assert again.st_mtime_ns == stamp.st_mtime_ns
+
+
+def test_config_overrides_are_typed_and_checked():
+    c = crossval.experiment_config(
+        "multitask", 7, ("train.batch_size=16", "data.sector_padding=edge")
+    )
+    assert (c.train.epochs, c.train.batch_size) == (7, 16)
+    assert c.data.sector_padding == "edge"
+    with pytest.raises(UsageError, match="no config field"):
+        crossval.experiment_config("multitask", 0, ("train.nope=1",))
+    with pytest.raises(UsageError, match="sector_padding"):
+        crossval.experiment_config("multitask", 0, ("data.sector_padding=wrap",))
+
+
+def test_classical_crossval_pools_every_slice_and_resumes(records_dir, tmp_path):
+    out = str(tmp_path)
+    info = crossval.prepare_folds(records_dir, out, 3, 0.15)
+    c = crossval.experiment_config("classical")
+    assert crossval.estimate(c, out, [0, 1, 2]).folds == 3
+    for f in range(3):
+        result = crossval.run_fold(c, out, f, progress=False)
+        assert result["tuned"]["rule"].startswith("tos>")
+    summary = crossval.summarize(c, out, 3)
+    assert summary["num_slices"] == info["num_slices"]
+    assert summary["mean_sd"]["tos_mae_ms"]["n"] == 3
+    pooled = crossval.load_pooled(os.path.join(out, "classical"))
+    keys = set(zip(pooled["subject_id"].tolist(), pooled["slice_id"].tolist()))
+    assert len(keys) == info["num_slices"]
+    assert crossval.estimate(c, out, [0, 1, 2]).folds == 0  # every fold done
+    rows = (tmp_path / "classical" / "per_subject.csv").read_text().splitlines()
+    assert len(rows) == 1 + info["num_subjects"]
+
+
+def test_network_fold_estimate_and_predictions(records_dir, tmp_path):
+    out = str(tmp_path)
+    crossval.prepare_folds(records_dir, out, 3, 0.15)
+    c = testing.tiny_config(
+        crossval.experiment_config("multitask"), records_dir, epochs=1
+    )
+    est = crossval.estimate(c, out, [0])
+    assert est.step_seconds > 0 and est.steps_per_epoch == 3 and est.seconds > 0
+    result = crossval.run_fold(c, out, 0, progress=False)
+    assert result["epochs_run"] == 1
+    with np.load(tmp_path / "multitask" / "fold0" / "predictions.npz") as z:
+        assert z["tos"].shape == z["true_tos"].shape == (result["num_test_slices"], 126)
+        assert set(np.unique(z["calls_tuned"])) <= {0, 1}
+    saved = json.loads((tmp_path / "multitask" / "fold0" / "result.json").read_text())
+    assert saved["tuned"]["val_accuracy"] >= saved["tuned"]["val_accuracy_shipped_rule"]
+
+
+def test_despike_flips_short_runs_around_the_ring():
+    row = np.zeros(126, bool)
+    row[10:40] = True  # a real LMA region
+    row[20:23] = False  # a 3-sector gap inside it
+    row[80:83] = True  # a 3-sector spike
+    row[124:] = True  # a 3-sector spike across the wrap...
+    row[:1] = True
+    clean = decision.despike(row[None])[0]
+    expected = np.zeros(126, bool)
+    expected[10:40] = True
+    np.testing.assert_array_equal(clean, expected)
+    closed = decision.close_if_spiky(row[None])[0]
+    assert closed[10:40].all()  # the gap is closed
+    smooth = expected[None]
+    np.testing.assert_array_equal(decision.close_if_spiky(smooth), smooth)
+
+
+def test_rule_choice_prefers_the_shipped_rule_unless_validation_disagrees():
+    rng = np.random.default_rng(0)
+    true = np.zeros((4, 126))
+    true[:, 30:60] = 1
+    weight = np.ones_like(true)
+    perfect = np.where(true > 0, 0.9, 0.1)
+    rule, scores = decision.choose(None, perfect, true, weight, has_lma_head=True)
+    assert rule.name == "p>=0.5" and scores["p>=0.5"] == 1.0
+    # Calibrated low: only a lower threshold recovers the region.
+    low = np.where(true > 0, 0.35, 0.05) + rng.uniform(0, 0.01, true.shape)
+    rule, _ = decision.choose(None, low, true, weight, has_lma_head=True)
+    assert rule.prob_threshold == 0.3
+    tos = np.where(true > 0, 40.0, 19.5)  # TOS-only: 18 ms calls too much
+    rule, _ = decision.choose(tos, np.zeros_like(tos), true, weight, False)
+    assert rule.tos_threshold_ms == 20.0
