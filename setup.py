@@ -30,8 +30,17 @@ setup(
     extras_require={
         "cpu": ["tensorflow-cpu>=2.16,<2.22"],
         "gpu": ["tensorflow[and-cuda]>=2.16,<2.22"],
-        # The ONNX packages are in `test` too, so the ONNX test runs in CI.
-        "test": ["pytest>=8", "ruff>=0.6", "hypothesis>=6.100", *ONNX],
+        # The ONNX packages are in `test` too, so the ONNX test runs in CI;
+        # setuptools and wheel build the wheel of tests/packaging_test.py
+        # without build isolation (so without downloading anything).
+        "test": [
+            "pytest>=8",
+            "ruff>=0.6",
+            "hypothesis>=6.100",
+            "setuptools>=61",
+            "wheel>=0.40",
+            *ONNX,
+        ],
         "onnx": ONNX,
     },
 )

@@ -64,17 +64,17 @@ class Block:
 
 
 def _blocks(path: str) -> list[Block]:
-    """The fenced code blocks of one markdown file."""
+    """The fenced code blocks of one markdown file (a ```` fence nests ```)."""
     out, lines = [], open(path, encoding="utf-8").read().splitlines()
     i = 0
     while i < len(lines):
-        m = re.match(r"^\s*```([\w+-]*)\s*$", lines[i])
+        m = re.match(r"^\s*(`{3,})([\w+-]*)\s*$", lines[i])
         if not m:
             i += 1
             continue
-        start, body = i, []
+        start, body, fence = i, [], m[1]
         i += 1
-        while i < len(lines) and not re.match(r"^\s*```\s*$", lines[i]):
+        while i < len(lines) and lines[i].strip() != fence:
             body.append(lines[i])
             i += 1
         marker = MARKER.match(lines[start - 1].strip()) if start else None
@@ -82,7 +82,7 @@ def _blocks(path: str) -> list[Block]:
         if marker:
             setup = tuple(s.strip() for s in (marker["setup"] or "").split(",") if s)
         rel = os.path.relpath(path, REPO)
-        out.append(Block(rel, start + 1, m[1], "\n".join(body), setup))
+        out.append(Block(rel, start + 1, m[2], "\n".join(body), setup))
         i += 1
     return out
 
@@ -105,7 +105,7 @@ def _commands(text: str) -> list[str]:
 def _inline_spans(path: str) -> list[str]:
     """Inline code spans outside fenced blocks."""
     text = open(path, encoding="utf-8").read()
-    text = re.sub(r"```.*?```", "", text, flags=re.S)
+    text = re.sub(r"(`{3,}).*?\1", "", text, flags=re.S)
     return re.findall(r"`([^`\n]+)`", text.replace("\n", " "))
 
 
@@ -118,7 +118,8 @@ def _command_flags(command: str) -> dict:
     """
     code = (
         "import importlib, json, sys\n"
-        "from absl import flags\n"
+        "from absl import app, flags, logging\n"
+        "app.define_help_flags()  # --help and friends, as app.run adds them\n"
         "m = importlib.import_module('lma_tf.cli.' + sys.argv[1])\n"
         "fl = {n: sorted(getattr(flags.FLAGS[n].parser, 'enum_values', None) or [])"
         " or None for n in flags.FLAGS}\n"
@@ -199,7 +200,7 @@ def test_shell_block_commands_use_real_flags(block):
 def test_inline_commands_and_config_keys_are_real(path):
     problems = []
     for span in _inline_spans(path):
-        if INVOCATION.search(span):
+        if INVOCATION.match(" " + span):  # a command, not a message quoting one
             problems += _check_command(span)
         for field in re.findall(r"(?<![\w-])--config\.([\w.]+)", span):
             problems += [p for p in [_config_problem(field)] if p]

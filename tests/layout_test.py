@@ -55,3 +55,33 @@ def test_every_command_help_is_fast_and_tensorflow_free():
         loaded = _imported_after(f"import lma_tf.cli.{name}")
         heavy = sorted(m for m in loaded if m.split(".")[0] in ("tensorflow", "keras"))
         assert not heavy, f"lma_tf.cli.{name} imports {heavy[:3]} at import time"
+
+
+# Modules allowed to print: the commands, and the demo and benchmarks, whose
+# printed results are their output.
+PRINTERS = ("lma_tf/cli/", "lma_tf/demo.py", "lma_tf/bench.py")
+
+
+def test_the_library_logs_and_never_prints():
+    """Library code reports through absl logging (or tqdm.write beside a bar)."""
+    import ast
+    import os
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    offenders = []
+    for dirpath, _, filenames in os.walk(os.path.join(root, "lma_tf")):
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            rel = os.path.relpath(path, root).replace(os.sep, "/")
+            if not name.endswith(".py") or rel.startswith(PRINTERS):
+                continue
+            with open(path, encoding="utf-8") as f:
+                tree = ast.parse(f.read(), rel)
+            offenders += [
+                f"{rel}:{node.lineno}"
+                for node in ast.walk(tree)
+                if isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id == "print"
+            ]
+    assert not offenders, f"print() in library code: {offenders}"

@@ -20,19 +20,9 @@ import zipfile
 
 import pytest
 
+from lma_tf.cli import COMMANDS
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-COMMANDS = (
-    "synthesize",
-    "convert",
-    "train",
-    "evaluate",
-    "export",
-    "predict",
-    "explain",
-    "maps",
-    "demo",
-    "benchmark",
-)
 # TensorFlow's C++ start-up lines: none may reach a user asking for --help.
 BANNER = re.compile(r"oneDNN|cpu_feature_guard|This TensorFlow binary|tensorflow/core")
 # Enough to make a 1-epoch run of the multitask network take seconds.

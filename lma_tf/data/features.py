@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from lma_tf import constants
+from lma_tf.data import slices
 from lma_tf.data.slices import DenseSlice
 from lma_tf.rules import lma_labels
 
@@ -93,13 +94,13 @@ def decode_strain(raw: tf.Tensor, num_frames: tf.Tensor) -> tf.Tensor:
     return tf.reshape(flat, [_N, tf.cast(num_frames, tf.int32)])
 
 
-# Ranges the parser enforces on every record (the converter's validation,
-# slices.validate_slice, is stricter): a tampered or corrupt record fails
-# with InvalidArgumentError instead of reaching a model as inf, NaN or a
-# shape that allocates gigabytes.
-_PARSE_MAX_ABS_STRAIN = 1.0
-_PARSE_PERIOD_RANGE_MS = (5.0, 100.0)
-_PARSE_MAX_ABS_LOCATION_MM = 1e4
+# The parser enforces the validator's ranges (slices.py) on every record,
+# more loosely where float32 rounding could differ (TOS vs the sequence
+# length): a tampered or corrupt record fails with InvalidArgumentError
+# instead of reaching a model as inf, NaN or a shape that allocates gigabytes.
+_PARSE_MAX_ABS_STRAIN = slices.MAX_ABS_STRAIN
+_PARSE_PERIOD_RANGE_MS = slices.FRAME_PERIOD_RANGE_MS
+_PARSE_MAX_ABS_LOCATION_MM = slices.MAX_ABS_SLICE_LOCATION_MM
 
 
 def _in_range(x: tf.Tensor, low: float, high: float, message: str) -> tf.Operation:
@@ -119,7 +120,12 @@ def parse_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
     Raises:
       tf.errors.InvalidArgumentError: malformed or out-of-range record.
     """
-    p = tf.io.parse_single_example(serialized, FEATURE_SPEC)
+    try:
+        p = tf.io.parse_single_example(serialized, FEATURE_SPEC)
+    except UnicodeDecodeError:  # eager: TensorFlow's message quotes the bytes
+        raise tf.errors.InvalidArgumentError(
+            None, None, "the record is not a serialized tf.train.Example"
+        ) from None
     frames = p[NUM_FRAMES]
     raw = p.pop(STRAIN)
     shape_ok = [

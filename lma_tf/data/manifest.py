@@ -58,22 +58,38 @@ _counted: dict[tuple, int] = {}
 
 
 def _count_records(path: str, compression: str) -> int:
-    """Records in one shard, by a pass over it (checksums verified)."""
+    """Records in one shard, by a pass over it (checksums verified).
+
+    Each record must also parse as a tf.train.Example: TensorFlow's own
+    parse error quotes the record's bytes and fails to decode them
+    (UnicodeDecodeError) instead of naming the shard.
+    """
     import tensorflow as tf
+    from google.protobuf.message import DecodeError
 
     st = os.stat(path)
     key = (os.path.realpath(path), st.st_size, st.st_mtime_ns, st.st_ino)
-    if key not in _counted:
-        try:
-            with tf.init_scope():  # eager even when called while tracing
-                ds = tf.data.TFRecordDataset(path, compression_type=compression)
-                _counted[key] = int(ds.reduce(0, lambda n, _: n + 1))
-        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
-            raise RecordsIntegrityError(
-                f"{path}: corrupt shard ({e.message.splitlines()[0]}); rerun "
-                "`lma-tf convert`"
-            ) from None
-    return _counted[key]
+    if key in _counted:
+        return _counted[key]
+    n = 0
+    try:
+        with tf.init_scope():  # eager even when called while tracing
+            for raw in tf.data.TFRecordDataset(path, compression_type=compression):
+                try:
+                    tf.train.Example.FromString(raw.numpy())
+                except DecodeError:
+                    raise RecordsIntegrityError(
+                        f"{path}: record {n} is not a tf.train.Example; rerun "
+                        "`lma-tf convert`"
+                    ) from None
+                n += 1
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+        raise RecordsIntegrityError(
+            f"{path}: corrupt shard after {n} records "
+            f"({e.message.splitlines()[0]}); rerun `lma-tf convert`"
+        ) from None
+    _counted[key] = n
+    return n
 
 
 def verify_split(records_dir: str, split: str) -> int:

@@ -7,7 +7,10 @@ manifest back is `manifest.load_manifest`. Every rejected slice is reported
 lost because of bad ones. Writes are atomic: shards and the manifest are
 written under temporary names and renamed once complete, and the manifest of
 a previous run is removed before any shard is touched, so an interrupted run
-never leaves a directory that looks complete.
+never leaves a directory that looks complete. The output folder is locked
+for the run and only files the tool recorded as its own are deleted
+(`records_dir`); the same inputs always give byte-identical shards and
+manifest.
 """
 
 from __future__ import annotations
@@ -183,6 +186,7 @@ def resolve_salt(
         )
         salt, name = flag, "--pseudonymize_salt"
     elif path:
+        path = os.path.expanduser(path)
         try:
             with open(path, "rb") as f:
                 data = f.read(_MAX_SALT_FILE_BYTES + 1)

@@ -58,7 +58,13 @@ def lock(output_dir: str) -> Iterator[None]:
     os.makedirs(output_dir, exist_ok=True)
     path = os.path.join(output_dir, LOCK_NAME)
     # O_NOFOLLOW: a planted link must not make us truncate a file elsewhere.
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as e:
+        raise LmaError(
+            f"cannot create the lock file {textsafe.clean(path)} "
+            f"({e.strerror or type(e).__name__})"
+        ) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as e:

@@ -111,6 +111,47 @@ def analyse(
     return out
 
 
+def predicted_slices(
+    subject_ids: Sequence[str],
+    slice_ids: Sequence[str],
+    slice_locations,
+    tos_ms,
+    lma_probability,
+    true_tos_ms=None,
+    scar_fraction=None,
+    has_tos=None,
+    has_scar=None,
+) -> list[PredictedSlice]:
+    """Prediction-CSV slices from (N, 126) arrays, as evaluation holds them.
+
+    `slice_locations` (N,) is NaN where unknown; `has_tos` / `has_scar` (N,)
+    say which rows carry labels (default: all rows of the given arrays).
+    """
+    n = len(slice_ids)
+    loc = np.asarray(slice_locations, np.float64).reshape(n)
+    tos = np.asarray(tos_ms, np.float64)
+    prob = np.asarray(lma_probability, np.float64)
+    has_tos = np.ones(n, bool) if has_tos is None else np.asarray(has_tos, bool)
+    has_scar = np.ones(n, bool) if has_scar is None else np.asarray(has_scar, bool)
+
+    def row(a, ok: np.ndarray, i: int):
+        return None if a is None or not ok[i] else np.asarray(a[i], np.float64)
+
+    return [
+        PredictedSlice(
+            subject_id=subject_ids[i],
+            slice_id=slice_ids[i],
+            slice_location=float(loc[i]) if np.isfinite(loc[i]) else None,
+            tos_ms=tos[i],
+            lma_probability=prob[i],
+            combined_tos_ms=rules.combine_tos(tos[i], prob[i]),
+            true_tos_ms=row(true_tos_ms, has_tos, i),
+            scar_fraction=row(scar_fraction, has_scar, i),
+        )
+        for i in range(n)
+    ]
+
+
 def _share(flags: list[bool]) -> float | None:
     return float(np.mean(flags)) if flags else None
 

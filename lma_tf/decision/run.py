@@ -206,7 +206,7 @@ def write_reports(
         raise UsageError(f"--temperature must be > 0, got {temperature}")
     try:
         slices = uncertainty.read_ensemble(predictions, temperature)
-    except (prediction_csv.PredictionCsvError, uncertainty.EnsembleError) as e:
+    except ValueError as e:  # not a prediction CSV, members differ, bad orientation
         raise UsageError(str(e)) from None
     if not slices:
         raise UsageError(f"{predictions[0]}: no prediction rows")

@@ -132,7 +132,8 @@ def _pool(
     fields = ("combined", "prob", "width", "scar", "true_tos", "true_scar")
     pooled = {k: {f: [] for f in (*fields, "slices")} for k in range(1, 17)}
     for s, level in zip(slices, levels):
-        seg = orientation.sector_segments(level, np.asarray(s.combined_tos_ms).size)
+        o = s.orientation or orientation
+        seg = o.sector_segments(level, np.asarray(s.combined_tos_ms).size)
         ok = np.isfinite(s.combined_tos_ms) & np.isfinite(s.lma_probability)
         for k in np.unique(seg[ok]):
             m = ok & (seg == k)
@@ -160,8 +161,9 @@ def subject_segments(
 ) -> list[SegmentSummary]:
     """The 16 segment summaries of one subject's slices (segment 1 first).
 
-    `lge` maps segment -> scar fraction from an LGE segment table; where it
-    has a segment it replaces the data's scar for it.
+    `orientation` applies to the slices that carry none of their own
+    (`EnsembleSlice.orientation`). `lge` maps segment -> scar fraction from
+    an LGE segment table; where it has a segment it replaces the data's scar.
     """
     levels = slice_levels(slices, base_at_high)
     pooled = _pool(slices, levels, orientation)
@@ -188,10 +190,12 @@ def subject_segments(
                 row.tos_interval_ms = _median(np.concatenate(p["width"]))
             if p["scar"]:
                 row.scar_fraction = _mean(np.concatenate(p["scar"]))
-                row.scar_source = "data" if row.scar_fraction is not None else None
+                if row.scar_fraction is not None:
+                    row.scar_source = "data"
             if p["true_tos"]:
                 row.true_tos_median_ms = _median(np.concatenate(p["true_tos"]))
-                row.true_scar_fraction = _mean(np.concatenate(p["true_scar"]))
+                if p["true_scar"]:
+                    row.true_scar_fraction = _mean(np.concatenate(p["true_scar"]))
             row.confidence_notes = _confidence_notes(row)
         if lge is not None and k in lge:
             row.scar_fraction, row.scar_source = float(lge[k]), "lge_table"

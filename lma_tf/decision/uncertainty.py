@@ -26,6 +26,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from lma_tf import constants, rules
+from lma_tf.decision.orientation import Orientation
 from lma_tf.serving import prediction_csv
 from lma_tf.serving.prediction_csv import PredictedSlice
 
@@ -49,7 +50,9 @@ class EnsembleSlice:
     """One slice's aggregated prediction: (126,) arrays, NaN where missing.
 
     `tos_lo_ms` / `tos_hi_ms` bound the 90 % interval of the combined TOS;
-    `probability_std` is the spread of P(LMA) over the members (0 for one).
+    `probability_std` is the spread of P(LMA) over the members (0 for one);
+    `orientation` is the slice's own sector orientation when its data carry
+    one (`slice_orientation`), else None.
     """
 
     subject_id: str
@@ -64,6 +67,7 @@ class EnsembleSlice:
     num_members: int = 1
     true_tos_ms: np.ndarray | None = None
     scar_fraction: np.ndarray | None = None
+    orientation: Orientation | None = None
 
     @property
     def location(self) -> float | None:
@@ -113,6 +117,36 @@ def summarise_members(
     }
 
 
+# The per-slice orientation columns of a prediction CSV, when it has them.
+ORIENTATION_FIELDS = (
+    "orientation_sector0",
+    "orientation_offset",
+    "orientation_direction",
+)
+
+
+def slice_orientation(s) -> Orientation | None:
+    """A predicted slice's own orientation, from its `orientation_*` fields.
+
+    None when the slice does not carry them (today's prediction CSV), so the
+    caller's orientation (the command's flags) applies.
+
+    Raises:
+      ValueError: the fields are there but do not make an orientation.
+    """
+    values = [getattr(s, f, None) for f in ORIENTATION_FIELDS]
+    if all(v is None or v == "" for v in values):
+        return None
+    sector0, offset, direction = values
+    try:
+        return Orientation(sector0, float(offset), direction)
+    except (TypeError, ValueError) as e:
+        raise ValueError(
+            f"slice {s.slice_id!r} of subject {s.subject_id!r}: bad orientation "
+            f"{values}: {e}"
+        ) from None
+
+
 def _same_labels(a: np.ndarray | None, b: np.ndarray | None) -> bool:
     if a is None or b is None:
         return a is None and b is None
@@ -129,7 +163,8 @@ def aggregate(
 
     Raises:
       EnsembleError: a member lacks a slice another has, or the members
-        disagree on a slice's location or labels (not the same inputs).
+        disagree on a slice's location, labels or orientation (not the
+        same inputs).
     """
     if not members:
         raise EnsembleError("no predictions to aggregate")
@@ -153,10 +188,12 @@ def aggregate(
             same = s.slice_location == s0.slice_location
             same = same and _same_labels(s.true_tos_ms, s0.true_tos_ms)
             same = same and _same_labels(s.scar_fraction, s0.scar_fraction)
+            same = same and slice_orientation(s) == slice_orientation(s0)
             if not same:
                 raise EnsembleError(
                     f"{name}: slice {key[1]!r} of subject {key[0]!r} has another "
-                    f"location or other labels than in {names[0]}: not the same inputs"
+                    f"location, labels or orientation than in {names[0]}: not the same "
+                    "inputs"
                 )
         summary = summarise_members(
             np.stack([s.tos_ms for s in group]),
@@ -170,6 +207,7 @@ def aggregate(
                 num_members=len(group),
                 true_tos_ms=s0.true_tos_ms,
                 scar_fraction=s0.scar_fraction,
+                orientation=slice_orientation(s0),
                 **summary,
             )
         )
@@ -238,13 +276,14 @@ def mc_dropout(
     """MC dropout: `num_samples` stochastic passes of a Keras network.
 
     `strain` is a batch already shaped for the model's `strain` input
-    (`lma_tf.data.preprocess.fit_to_model`). Every pass runs with
-    `training=True`, so dropout stays on; batch normalisation is held in
-    inference mode (its layers are made non-trainable for the passes, and
-    their moving statistics are restored after), so only dropout varies.
-    Returns (num_samples, batch, sectors) arrays: TOS floored at 17 ms and
-    P(LMA) (from the LMA head, or from TOS for a model without one). Feed them
-    to `summarise_members` for the median, mean and 90 % interval.
+    (`lma_tf.data.preprocess.fit_to_model`, then `pad_sectors` to
+    `data.num_sectors`). Every pass runs with `training=True`, so dropout
+    stays on; batch normalisation is held in inference mode (its layers are
+    made non-trainable for the passes, and their moving statistics are
+    restored after), so only dropout varies. Returns (num_samples, batch,
+    126) arrays, the sector padding dropped: TOS floored at 17 ms and P(LMA)
+    (from the LMA head, or from TOS for a model without one). Feed them to
+    `summarise_members` for the median, mean and 90 % interval.
     """
     import keras
 
@@ -264,9 +303,10 @@ def mc_dropout(
         x = np.asarray(strain, np.float32)
         for _ in range(num_samples):
             out = model(x, training=True)
-            tos = rules.floor_tos(np.asarray(out["tos"], np.float64))
+            n = constants.NUM_SECTORS  # padding sectors come last
+            tos = rules.floor_tos(np.asarray(out["tos"], np.float64)[:, :n])
             if "lma" in out:
-                prob = rules.lma_probability(np.asarray(out["lma"]))
+                prob = rules.lma_probability(np.asarray(out["lma"])[:, :n])
             else:
                 prob = rules.lma_from_tos(tos).astype(np.float64)
             tos_samples.append(tos)

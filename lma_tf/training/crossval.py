@@ -29,7 +29,7 @@ from lma_tf import atomic, inference, rules
 from lma_tf import config as lma_config
 from lma_tf.data import folds as folds_lib
 from lma_tf.errors import UsageError
-from lma_tf.evaluation import decision, metrics, paired
+from lma_tf.evaluation import metrics, paired, rule_search
 from lma_tf.models import registry
 from lma_tf.training import run_dir
 
@@ -124,9 +124,10 @@ class Estimate:
 
 
 def format_seconds(seconds: float) -> str:
+    """`12 min`, `3 h 05 min`: an expected duration."""
     minutes = int(round(seconds / 60))
     if minutes < 60:
-        return f"{max(minutes, 1)} min"
+        return f"{max(minutes, 1) if seconds > 0 else 0} min"
     return f"{minutes // 60} h {minutes % 60:02d} min"
 
 
@@ -172,7 +173,7 @@ def estimate(
 
 
 def _prediction_arrays(
-    batch: inference.SliceBatch, pred: inference.Predictions, rule: decision.Rule
+    batch: inference.SliceBatch, pred: inference.Predictions, rule: rule_search.Rule
 ) -> dict[str, np.ndarray]:
     """What a fold saves about its held-out slices (see `paired.slice_terms`)."""
     n = len(batch)
@@ -190,9 +191,9 @@ def _prediction_arrays(
         "tos": tos,
         "probability": pred.lma_probability,
         "calls": calls.astype(np.int8),
-        "combined": decision.combined_tos(tos, calls),
+        "combined": rule_search.combined_tos(tos, calls),
         "calls_tuned": tuned.astype(np.int8),
-        "combined_tuned": decision.combined_tos(tos, tuned),
+        "combined_tuned": rule_search.combined_tos(tos, tuned),
     }
 
 
@@ -232,7 +233,7 @@ def run_fold(
     predictor = inference.load_predictor(saved, model_dir)
     kind = registry.get(saved.model.kind)
     val, val_pred = inference.predict_split(saved, predictor, "val", progress=False)
-    rule, val_scores = decision.choose(
+    rule, val_scores = rule_search.choose(
         val_pred.tos_ms,
         val_pred.lma_probability,
         val.true_lma,
@@ -402,7 +403,8 @@ def compare(
     """The first cross-validated experiment against each of the others.
 
     Writes output_dir/<first>_vs_<other>/paired.{json,md,png} and
-    output_dir/crossval_means.png (mean +- sd over folds of every experiment).
+    crossval_means.png (mean +- sd over folds of the two), and
+    output_dir/crossval_means.png (of every experiment listed).
 
     Raises:
       UsageError: fewer than two directories, one unfinished, or runs that
@@ -423,18 +425,18 @@ def compare(
     first = load_pooled(exp_dirs[0])
     results = {}
     for name, d in zip(names[1:], exp_dirs[1:]):
+        pair_dir = os.path.join(output_dir, f"{names[0]}_vs_{name}")
         try:
             results[name] = paired.write_comparison(
-                first,
-                load_pooled(d),
-                names[0],
-                name,
-                os.path.join(output_dir, f"{names[0]}_vs_{name}"),
-                resamples,
-                seed,
+                first, load_pooled(d), names[0], name, pair_dir, resamples, seed
             )
         except ValueError as e:
             raise UsageError(f"{exp_dirs[0]} vs {d}: {e}") from None
+        comparison.plot_crossval_means(
+            {n: summaries[n]["mean_sd"] for n in (names[0], name)},
+            SUMMARY_KEYS,
+            os.path.join(pair_dir, "crossval_means.png"),
+        )
     comparison.plot_crossval_means(
         {n: s["mean_sd"] for n, s in summaries.items()},
         SUMMARY_KEYS,

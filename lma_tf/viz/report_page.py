@@ -14,7 +14,7 @@ docs/decision.md.
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -95,16 +95,16 @@ def _rings(result: SubjectResult) -> list[RingData]:
 
 
 def _oriented_scene(
-    scene: activation_map.Scene3D, orientation: Orientation
+    scene: activation_map.Scene3D, orientations: Sequence[Orientation]
 ) -> activation_map.Scene3D:
-    """`scene` with its AHA boundary strips moved to where `orientation` puts them."""
+    """`scene` with ring i's AHA boundary strips where `orientations[i]` puts them."""
     kinds = np.asarray(scene.kinds)
     keep = kinds != "aha_boundary"
     quads, colours = [scene.quads[keep]], [scene.colours[keep]]
     new_kinds, rings = list(kinds[keep]), [scene.ring[keep]]
     black = figures.rgba("black")
     w = _BOUNDARY_HALF_WIDTH
-    for i, level in enumerate(scene.levels):
+    for i, (level, orientation) in enumerate(zip(scene.levels, orientations)):
         ring = scene.quads[(kinds == "sector") & (scene.ring == i)]
         n = len(ring)
         r0 = 1.03 * float(np.hypot(*ring[0, 0, :2]))
@@ -139,7 +139,8 @@ def _draw_3d(
     scene = activation_map.activation_map_scene(
         rings, [r.tos_ms for r in rings], tos_range, base_at_high
     )
-    scene = _oriented_scene(scene, orientation)
+    orientations = [s.orientation or orientation for s in result.slices]
+    scene = _oriented_scene(scene, orientations)
     coll = Poly3DCollection(
         scene.quads, facecolors=scene.colours, edgecolors=scene.colours, linewidths=0.3
     )
@@ -151,7 +152,7 @@ def _draw_3d(
     count = 4 if level == "apical" else 6
     r = 1.25 * activation_map.LV_RADIUS_MM
     for seg in range(first, first + count):
-        a = 2 * np.pi * orientation.segment_centre(seg) / constants.NUM_SECTORS
+        a = 2 * np.pi * orientations[top].segment_centre(seg) / constants.NUM_SECTORS
         ax.text(r * np.cos(a), r * np.sin(a), scene.band[top, 1], str(seg), fontsize=7)
     lim = 1.2 * activation_map.LV_RADIUS_MM
     ax.set_xlim(-lim, lim)
@@ -175,7 +176,8 @@ def _target_slice(
     for s, lv in zip(result.slices, result.levels):
         if lv != level or s.slice_id not in strains:
             continue
-        mask = orientation.sector_segments(lv, s.combined_tos_ms.size) == top.segment
+        o = s.orientation or orientation
+        mask = o.sector_segments(lv, s.combined_tos_ms.size) == top.segment
         tos = float(np.nanmedian(s.combined_tos_ms[mask]))
         if best is None or tos > best[0]:
             best = (tos, s, lv, mask)

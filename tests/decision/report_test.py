@@ -81,6 +81,46 @@ def test_decision_metrics_follow_the_orientation():
     assert m["per_subject"][0]["true_target"] != 5
 
 
+def test_predicted_slices_from_evaluation_arrays():
+    ref = three_slices("A", late=range(66, 81))
+    got = report.predicted_slices(
+        ["A"] * 3,
+        [s.slice_id for s in ref],
+        [30.0, 20.0, np.nan],
+        np.stack([s.tos_ms for s in ref]),
+        np.stack([s.lma_probability for s in ref]),
+        np.stack([s.true_tos_ms for s in ref]),
+        np.stack([s.scar_fraction for s in ref]),
+        has_scar=[True, True, False],
+    )
+    assert got[2].slice_location is None and got[2].scar_fraction is None
+    np.testing.assert_array_equal(got[0].combined_tos_ms, ref[0].combined_tos_ms)
+    got[2].slice_location = 10.0
+    assert report.decision_metrics(got)["top1_accuracy"] == 1.0
+
+
+def test_slices_carrying_their_own_orientation():
+    """Per-slice orientation fields (future CSV columns) win over the default."""
+    slices = three_slices("A", late=range(66, 81))
+    for s in slices:
+        s.tos_ms, s.lma_probability, s.combined_tos_ms = (
+            np.roll(s.tos_ms, 40),
+            np.roll(s.lma_probability, 40),
+            np.roll(s.combined_tos_ms, 40),
+        )
+        s.true_tos_ms = np.roll(s.true_tos_ms, 40)
+        s.orientation_sector0, s.orientation_offset = "rv_insertion", "40"
+        s.orientation_direction = "ccw"
+    (result,) = report.analyse(slices)
+    assert result.decision.recommended.segment == 5
+    assert result.slices[0].orientation == orientation_lib.Orientation(
+        "rv_insertion", 40, "ccw"
+    )
+    slices[1].orientation_direction = "up"
+    with pytest.raises(ValueError, match="slice 'A_m' of subject 'A': bad orientation"):
+        report.analyse(slices)
+
+
 def test_sector_calibration():
     slices = three_slices("A", late=range(66, 81))
     c = report.sector_calibration(slices)
@@ -242,7 +282,7 @@ def test_activation_map_boundaries_follow_the_orientation():
     scene = activation_map.activation_map_scene(
         rings, [r.tos_ms for r in rings], (17.0, 100.0)
     )
-    moved = report_page._oriented_scene(scene, orientation_lib.DEFAULT)
+    moved = report_page._oriented_scene(scene, [orientation_lib.DEFAULT] * 3)
     kinds = np.asarray(moved.kinds)
     apex = moved.quads[(kinds == "aha_boundary") & (moved.ring == 2)]
     angles = np.sort(

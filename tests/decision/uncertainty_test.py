@@ -75,14 +75,14 @@ def test_sector_uncertain():
     assert list(got) == [False, True, True, True, False, False]
 
 
-def _tiny_model(dropout: float):
+def _tiny_model(dropout: float, sectors: int = N):
     import keras
 
-    inp = keras.Input((N, 8), name="strain")
+    inp = keras.Input((sectors, 8), name="strain")
     x = keras.layers.Dense(16, activation="relu")(inp)
     x = keras.layers.BatchNormalization()(x)
     x = keras.layers.Dropout(dropout)(x)
-    tos = keras.layers.Reshape((N,))(keras.layers.Dense(1)(x))
+    tos = keras.layers.Reshape((sectors,))(keras.layers.Dense(1)(x))
     tos = keras.layers.Lambda(lambda t: 17.0 + 50.0 * keras.ops.abs(t))(tos)
     lma = keras.layers.Dense(2)(x)
     return keras.Model(inp, {"tos": tos, "lma": lma})
@@ -119,3 +119,7 @@ def test_mc_dropout_varies_only_through_dropout():
     assert deterministic["tos"].shape == (3, N)
     with pytest.raises(ValueError, match="num_samples"):
         uncertainty.mc_dropout(model, strain, num_samples=0)
+    # A network on 128 padded sectors: the padding (last) is dropped.
+    padded = np.concatenate([strain, strain[:, :2]], axis=1)
+    tos128, prob128 = uncertainty.mc_dropout(_tiny_model(0.0, N + 2), padded, 2)
+    assert tos128.shape == prob128.shape == (2, 3, N)

@@ -104,19 +104,23 @@ def _self_referencing_v73(path: str, two_cycle: bool) -> None:
             ref[0, 0] = ref.ref
 
 
-def test_hdf5_reference_cycle_is_one_reject(tmp_path):
+def test_hdf5_reference_cycle_and_external_link_are_one_reject_each(tmp_path):
     originals = _cohort(tmp_path / "in")
     for name, two in (("self.mat", False), ("pair.mat", True)):
         _self_referencing_v73(str(tmp_path / "in" / "P999" / name), two)
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f["data"] = _good().strain_matrix.T
+    with h5py.File(tmp_path / "in" / "P999" / "ext.mat", "w") as f:
+        f["StrainInfo/CCmid"] = h5py.ExternalLink(str(tmp_path / "other.h5"), "data")
     with time_limit(60):
         m = _convert([tmp_path / "in"], tmp_path / "out")
     assert m["num_slices"] == len(originals)
-    reasons = _reasons(m)
-    for name in ("self.mat", "pair.mat"):
-        assert reasons[name] == (
-            "StrainInfo.CCmidSVD: object references nested deeper than 4 "
-            "(a reference cycle?)"
-        )
+    cycle = "object references nested deeper than 4 (a reference cycle?)"
+    assert _reasons(m) == {
+        "self.mat": f"StrainInfo.CCmidSVD: {cycle}",
+        "pair.mat": f"StrainInfo.CCmidSVD: {cycle}",
+        "ext.mat": "StrainInfo.CCmid is a link into another file; not followed",
+    }
 
 
 def test_folder_name_not_utf8_is_one_reject_and_exit_0(tmp_path):
@@ -422,6 +426,15 @@ def test_truncated_shard_fails_naming_it(tmp_path):
     (out / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(manifest.RecordsIntegrityError, match="holds 14 records"):
         manifest.verify_split(str(out), "test")
+    # A record with a valid checksum that is not an Example: named, never a
+    # UnicodeDecodeError from TensorFlow's parse error.
+    with tf.io.TFRecordWriter(str(out / second)) as w:
+        w.write(b"\xff\xfe not a proto")
+    with pytest.raises(manifest.RecordsIntegrityError) as err:
+        manifest.verify_split(str(out), "test")
+    assert str(err.value) == (
+        f"{out / second}: record 0 is not a tf.train.Example; rerun `lma-tf convert`"
+    )
 
 
 def test_a_second_writer_fails_at_once_naming_folder_and_pid(tmp_path):

@@ -279,4 +279,4 @@ def test_npz_reader_never_raises_and_refuses_large_declarations(arrays, declared
         elif isinstance(item, DenseSlice):  # an empty array: no data needed
             assert size == 0
         else:  # the declared data is missing from the file
-            assert item.reason.startswith("unreadable file")
+            assert "unreadable" in item.reason

@@ -9,7 +9,7 @@ import pytest
 from lma_tf import testing
 from lma_tf.data import folds, manifest
 from lma_tf.errors import UsageError
-from lma_tf.evaluation import decision
+from lma_tf.evaluation import rule_search
 from lma_tf.training import crossval
 
 
@@ -119,14 +119,14 @@ def test_despike_flips_short_runs_around_the_ring():
     row[80:83] = True  # a 3-sector spike
     row[124:] = True  # a 3-sector spike across the wrap...
     row[:1] = True
-    clean = decision.despike(row[None])[0]
+    clean = rule_search.despike(row[None])[0]
     expected = np.zeros(126, bool)
     expected[10:40] = True
     np.testing.assert_array_equal(clean, expected)
-    closed = decision.close_if_spiky(row[None])[0]
+    closed = rule_search.close_if_spiky(row[None])[0]
     assert closed[10:40].all()  # the gap is closed
     smooth = expected[None]
-    np.testing.assert_array_equal(decision.close_if_spiky(smooth), smooth)
+    np.testing.assert_array_equal(rule_search.close_if_spiky(smooth), smooth)
 
 
 def test_rule_choice_prefers_the_shipped_rule_unless_validation_disagrees():
@@ -135,12 +135,12 @@ def test_rule_choice_prefers_the_shipped_rule_unless_validation_disagrees():
     true[:, 30:60] = 1
     weight = np.ones_like(true)
     perfect = np.where(true > 0, 0.9, 0.1)
-    rule, scores = decision.choose(None, perfect, true, weight, has_lma_head=True)
+    rule, scores = rule_search.choose(None, perfect, true, weight, has_lma_head=True)
     assert rule.name == "p>=0.5" and scores["p>=0.5"] == 1.0
     # Calibrated low: only a lower threshold recovers the region.
     low = np.where(true > 0, 0.35, 0.05) + rng.uniform(0, 0.01, true.shape)
-    rule, _ = decision.choose(None, low, true, weight, has_lma_head=True)
+    rule, _ = rule_search.choose(None, low, true, weight, has_lma_head=True)
     assert rule.prob_threshold == 0.3
     tos = np.where(true > 0, 40.0, 19.5)  # TOS-only: 18 ms calls too much
-    rule, _ = decision.choose(tos, np.zeros_like(tos), true, weight, False)
+    rule, _ = rule_search.choose(tos, np.zeros_like(tos), true, weight, False)
     assert rule.tos_threshold_ms == 20.0

@@ -155,7 +155,7 @@ def test_resume_with_other_records_is_refused(records_dir, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         train.train(cfg, str(tmp_path), progress=False, fault_hook=crash)
     cfg.data.num_frames = 32
-    with pytest.raises(train.TrainingError, match="data.num_frames"):
+    with pytest.raises(run_dir.RunDirConflict, match=r"data.num_frames \(64 -> 32\)"):
         train.train(cfg, str(tmp_path), progress=False)
 
 

@@ -30,6 +30,7 @@ MI_COMPRESSED = 15
 LOADED_BYTES_CAP = 64 * 2**20
 _NAME_PREFIX = 4096  # bytes of a matrix element searched for its name
 _CHUNK = 1 << 16
+MAX_ELEMENTS = 100_000  # top-level variables; real exports have a dozen
 
 
 def check_sizes(path: str, names: Collection[str], cap: int = LOADED_BYTES_CAP) -> None:
@@ -45,11 +46,13 @@ def check_sizes(path: str, names: Collection[str], cap: int = LOADED_BYTES_CAP) 
         if len(header) < 128 or order is None:
             return
         total = 0
-        while True:
+        for _ in range(MAX_ELEMENTS):
             tag = fh.read(8)
             if len(tag) < 8:
                 return
             mdtype, nbytes = struct.unpack(order + "II", tag)
+            if nbytes == 0:
+                return  # malformed: scipy refuses the file and says why
             start = fh.tell()
             if mdtype == MI_COMPRESSED:
                 name, size = _inflated(fh, nbytes, order, names, cap - total)
@@ -67,6 +70,7 @@ def check_sizes(path: str, names: Collection[str], cap: int = LOADED_BYTES_CAP) 
                         f"(the limit of what is loaded from one .mat export); not read"
                     )
             fh.seek(start + nbytes)
+        raise SliceError(f"more than {MAX_ELEMENTS} variables; not read")
 
 
 def _inflated(

@@ -34,7 +34,7 @@ KEYS = (SUBJECT_ID, SLICE_ID, STRAIN, FRAME_PERIOD, TOS, SCAR, SLICE_LOCATION)
 
 
 def declared_arrays(path: str) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """{key: (shape, dtype)} from the .npy headers inside the zip, nothing inflated.
+    """{key: (shape, dtype)} of the contract's keys, from the .npy headers only.
 
     Only the headers (a few hundred bytes per member) are decompressed, so a
     small file declaring a huge array (a decompression bomb) costs nothing.
@@ -43,8 +43,9 @@ def declared_arrays(path: str) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     out = {}
     with zipfile.ZipFile(path) as zf:
         for info in zf.infolist():
-            if not info.filename.endswith(".npy"):
-                continue
+            key = info.filename[: -len(".npy")]
+            if not info.filename.endswith(".npy") or key not in KEYS:
+                continue  # never read as an array, so never checked
             with zf.open(info) as fh:
                 version = np.lib.format.read_magic(fh)
                 read_header = (
@@ -53,7 +54,7 @@ def declared_arrays(path: str) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
                     else np.lib.format.read_array_header_2_0
                 )
                 shape, _, dtype = read_header(fh)
-            out[info.filename[: -len(".npy")]] = (shape, dtype)
+            out[key] = (shape, dtype)
     return out
 
 
@@ -90,10 +91,9 @@ def read(path: str) -> Iterator[DenseSlice | Reject]:
         def get(key: str) -> Any:
             try:
                 return data[key]
-            except ValueError as e:  # e.g. a pickled object array
+            except ValueError as e:  # e.g. its data is cut short
                 raise SliceError(
-                    f"key {key} cannot be read without pickle "
-                    f"({common.describe(e)}); .npz sources must hold plain arrays"
+                    f"key {key} is unreadable ({common.describe(e)})"
                 ) from None
 
         try:

@@ -5,7 +5,10 @@ override what the file says: `file[,subject_id,slice_id,scar_csv,
 frame_period_ms,slice_location]` (header case-insensitive, paths relative to
 the sheet, blank lines and lines starting with '#' skipped). If a row names a
 slice_id and its file (a pickled `.npy`) holds several slices, the row selects
-the slice of that id. Rows may not name another sheet.
+the slice of that id. Rows may not name another sheet, nor (unless the
+caller's scope allows it) a path outside the input folders. The sheet is
+streamed with capped line lengths, and messages name lines and columns,
+never the content of a cell (docs/reliability.md).
 
 A scar CSV holds 126 per-sector values: one comma-separated line, or one value
 per line, each with an optional header line; with several columns (e.g.
