@@ -42,5 +42,15 @@ setup(
             *ONNX,
         ],
         "onnx": ONNX,
+        # predict on an ONNX export, without TensorFlow (docs/serving.md).
+        "serve": [
+            "numpy",
+            "scipy",
+            "h5py",
+            "onnxruntime>=1.17",
+            "absl-py",
+            "ml-collections",
+            "tqdm",
+        ],
     },
 )

@@ -115,13 +115,15 @@ def bench_serve(
     """Serving speed: SavedModel `serving_default` vs ONNX Runtime, one run.
 
     Exports the multitask network of the default config (untrained: speed
-    does not depend on the weights) both ways, then times single-slice calls
-    (latency p50/p99, numpy in, numpy out, preprocessing included) and
-    `batch_size`-slice calls (throughput). ONNX Runtime figures are left out,
-    with the reason, when the `onnx` extra is not installed.
+    does not depend on the weights) in both formats, loads each with
+    `runtime.load_model` (the loader predict uses), then times single-slice
+    calls (latency p50/p99, numpy in, numpy out, input checks and
+    preprocessing included) and `batch_size`-slice calls (throughput). ONNX
+    Runtime figures are left out, with the reason, when the `onnx` extra is
+    not installed.
     """
     from lma_tf.models import networks as lma_model
-    from lma_tf.serving import contract, export, layout, predict
+    from lma_tf.serving import export, runtime
 
     cfg = lma_config.base_config()
     rng = np.random.default_rng(seed)
@@ -137,34 +139,23 @@ def bench_serve(
     with tempfile.TemporaryDirectory() as tmp:
         keras_model = lma_model.build_model(cfg)
         path = export.export_model(keras_model, cfg, tmp, version=1)
-        tf_model = predict.ServingModel(path)
+        tf_model = runtime.load_model(path, "tensorflow")
         result.update(
             _serving_figures(
                 tf_model, "saved_model", x1, p1, xb, pb, latency_calls, batch_calls
             )
         )
         try:
-            import onnxruntime as ort
-
-            onnx_dir = export.export_model(keras_model, cfg, tmp, fmt="onnx", version=2)
-        except (ImportError, export.ExportError) as e:
+            onnx_model = runtime.load_model(path, "onnx")
+        except (runtime.ModelLoadError, runtime.ModelNotFoundError) as e:
             result["onnxruntime"] = f"not measured: {e}"
         else:
-            session = ort.InferenceSession(
-                os.path.join(onnx_dir, layout.ONNX_FILE),
-                providers=["CPUExecutionProvider"],
-            )
+            import onnxruntime as ort
 
-            def run_onnx(x, p):
-                return session.run(
-                    None, {contract.STRAIN_INPUT: x, contract.PERIOD_INPUT: p}
-                )
-
-            result.update(
-                _serving_figures(
-                    run_onnx, "onnxruntime", x1, p1, xb, pb, latency_calls, batch_calls
-                )
+            figures = _serving_figures(
+                onnx_model, "onnxruntime", x1, p1, xb, pb, latency_calls, batch_calls
             )
+            result.update(figures)
             result["onnxruntime"] = ort.__version__
             result["ratio_onnx_to_saved_model_batch"] = (
                 result["onnxruntime_batch_slices_per_s"]
@@ -172,6 +163,74 @@ def bench_serve(
             )
     result["cpu_count"] = os.cpu_count()
     result["tensorflow"] = tf.__version__
+    return result
+
+
+def _one_patient(root: str, num_slices: int, seed: int) -> str:
+    """`num_slices` synthetic slices as one patient's DENSEanalysis .mat v5 folder."""
+    import dataclasses
+
+    from lma_tf.data.formats import mat
+
+    pool = synthetic.generate_cohort(max(2, num_slices), seed)[:num_slices]
+    patient = [
+        dataclasses.replace(s, subject_id="PATIENT01", slice_id=f"slice{i + 1}")
+        for i, s in enumerate(pool)
+    ]
+    mat.write(patient, root, "5")
+    return os.path.join(root, "PATIENT01")
+
+
+def _cold_predict_seconds(args: list[str], runs: int) -> list[float]:
+    """Wall seconds of `runs` fresh `python -m lma_tf.cli.predict ARGS` processes."""
+    import subprocess
+    import sys
+
+    import lma_tf
+
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(lma_tf.__file__)))
+    paths = [package_root, *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
+    cmd = [sys.executable, "-m", "lma_tf.cli.predict", *args]
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        times.append(time.perf_counter() - start)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed: {proc.stderr[-2000:]}")
+    return times
+
+
+def bench_patient(num_slices: int = 5, runs: int = 5, seed: int = 0) -> dict:
+    """One patient, raw .mat v5 files to the predictions CSV, in a fresh process.
+
+    What a clinician's script pays per patient: interpreter start, imports,
+    reading and validating the files, loading the export, inference and the
+    CSV, timed as the wall time of `lma-tf predict` (median of `runs` runs)
+    on the ONNX path (no TensorFlow) and on the SavedModel path. The model
+    is the multitask network of the default config, untrained.
+    """
+    from lma_tf.models import networks as lma_model
+    from lma_tf.serving import export
+
+    result: dict = {"patient_slices": num_slices, "runs": runs}
+    with tempfile.TemporaryDirectory() as tmp:
+        patient = _one_patient(os.path.join(tmp, "in"), num_slices, seed)
+        cfg = lma_config.base_config()
+        path = export.export_model(
+            lma_model.build_model(cfg), cfg, os.path.join(tmp, "export"), version=1
+        )
+        for name in ("onnx", "tensorflow"):
+            out = os.path.join(tmp, f"{name}.csv")
+            args = [f"--saved_model={path}", f"--input={patient}", f"--output={out}"]
+            seconds = _cold_predict_seconds([*args, f"--runtime={name}"], runs)
+            result[f"{name}_patient_cold_s"] = float(np.median(seconds))
+            result[f"{name}_patient_cold_s_min"] = float(np.min(seconds))
+    result["ratio_tensorflow_to_onnx"] = (
+        result["tensorflow_patient_cold_s"] / result["onnx_patient_cold_s"]
+    )
+    result["cpu_count"] = os.cpu_count()
     return result
 
 
@@ -247,7 +306,8 @@ def bench_train(
     return out
 
 
-# Goals each figure is judged against (a figure without one is informative).
+# Goals each figure is judged against (a figure without one is informative):
+# TARGETS are floors (more is better), CEILINGS ceilings (less is better).
 TARGETS = {
     "records": {
         "conversion_slices_per_s": 1000.0,
@@ -259,16 +319,21 @@ TARGETS = {
     },
     "serve": {},
 }
+CEILINGS = {"patient": {"onnx_patient_cold_s": 1.0}}
 
 
 def format_report(which: str, result: dict) -> str:
     """One line per figure, with its goal and OK/MISSED where it has one."""
     lines = []
     for key, value in result.items():
-        target = TARGETS.get(which, {}).get(key)
+        floor = TARGETS.get(which, {}).get(key)
+        ceiling = CEILINGS.get(which, {}).get(key)
         mark = ""
-        if target is not None:
-            mark = f"  (goal >= {target:g}: {'OK' if value >= target else 'MISSED'})"
+        if floor is not None:
+            mark = f"  (goal >= {floor:g}: {'OK' if value >= floor else 'MISSED'})"
+        elif ceiling is not None:
+            ok = "OK" if value <= ceiling else "MISSED"
+            mark = f"  (goal <= {ceiling:g}: {ok})"
         shown = f"{value:,.2f}" if isinstance(value, float) else value
         lines.append(f"{key:48s} {shown}{mark}")
     return "\n".join(lines)

@@ -143,19 +143,32 @@ def test_predict_given_a_training_run_dir_says_to_export_it_first(tmp_path, coho
 
 
 # 7
-@pytest.mark.parametrize("given", ["folder", "file"])
-def test_dicom_files_are_refused_naming_the_supported_formats(tmp_path, given):
-    dicom = tmp_path / "dicom" / "P001"
-    dicom.mkdir(parents=True)
+def _dicom_folder(root) -> str:
+    folder = root / "dicom" / "P001"
+    folder.mkdir(parents=True)
     for i in range(3):
-        (dicom / f"IM{i:04d}.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"\0" * 64)
-    target = dicom if given == "folder" else dicom / "IM0000.dcm"
-    proc = lma(tmp_path, "convert", f"--input={target}", "--output_dir=records")
-    line = error_line(proc, "convert")
-    text = proc.stderr
-    assert ".dcm" in text, "say which files were found and not read"
+        (folder / f"IM{i:04d}.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"\0" * 64)
+    return str(folder)
+
+
+def test_a_dicom_folder_says_which_files_are_supported(tmp_path):
+    proc = lma(tmp_path, "convert", f"--input={_dicom_folder(tmp_path)}")
+    line = error_line(proc, "convert")  # nothing to read at all: exit 2
+    assert ".dcm" in line, "say which files were found and not read"
     for ext in (".npz", ".npy", ".mat"):
-        assert ext in text, f"{ext} missing from: {line}"
+        assert ext in line, f"{ext} missing from: {line}"
+    assert not os.path.exists(tmp_path / "records")
+
+
+def test_a_dicom_file_is_a_reject_naming_the_supported_formats(tmp_path):
+    dicom = os.path.join(_dicom_folder(tmp_path), "IM0000.dcm")
+    proc = lma(tmp_path, "convert", f"--input={dicom}")
+    (reject,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("REJECT")]
+    assert "IM0000.dcm" in reject and "'.dcm'" in reject
+    for ext in (".npz", ".npy", ".mat"):
+        assert ext in reject
+    # A file was read and refused: the rule for "no valid slice" (exit 1).
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
 
 
 # 8

@@ -9,6 +9,8 @@ Two checks (the convention is described in docs/development.md, "Tests"):
   real config field. Nothing runs for this part.
 - a ```sh block right after a `<!-- runnable -->` line is executed with bash
   in a fresh temporary folder, on a tiny synthetic cohort.
+
+Relative links, and their #anchors, must resolve too.
 """
 
 from __future__ import annotations
@@ -137,6 +139,12 @@ def _command_flags(command: str) -> dict:
 
 
 @functools.cache
+def _all_flags() -> frozenset[str]:
+    """The flags of every command, with absl's own."""
+    return frozenset(f for c in cli.COMMANDS for f in _command_flags(c)["flags"])
+
+
+@functools.cache
 def _config_fields() -> frozenset[str]:
     """Every config field of every experiment, dotted."""
     return frozenset(
@@ -206,6 +214,11 @@ def test_inline_commands_and_config_keys_are_real(path):
             problems += [p for p in [_config_problem(field)] if p]
         if CONFIG_KEY.match(span) and not NOT_CONFIG.search(span):
             problems += [p for p in [_config_problem(span)] if p]
+    # The first column of a flag table: some command must define the flag.
+    table_flag = re.compile(r"^\|\s*`--(?:\[no\])?([a-z][a-z0-9_]*)", re.M)
+    for flag in table_flag.findall(open(path, encoding="utf-8").read()):
+        if flag not in _all_flags():
+            problems.append(f"--{flag}: no command has this flag")
     assert not problems, f"{os.path.relpath(path, REPO)}: {problems}"
 
 
@@ -271,3 +284,31 @@ def test_runnable_block_runs(block, cohort, tmp_path):
     )
     assert proc.returncode == 0, f"{block} failed:\n{proc.stderr[-3000:]}"
     assert "Traceback" not in proc.stderr
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor of a heading: lower case, punctuation dropped, - for space."""
+    text = re.sub(r"[`*_]", "", heading.strip().lower())
+    return re.sub(r"\s", "-", re.sub(r"[^\w\s-]", "", text))
+
+
+@pytest.mark.parametrize("path", DOCS, ids=lambda p: os.path.relpath(p, REPO))
+def test_relative_links_and_anchors_resolve(path):
+    text = open(path, encoding="utf-8").read()
+    problems = []
+    for target in re.findall(
+        r"\]\(([^)\s]+)\)", re.sub(r"(`{3,}).*?\1", "", text, flags=re.S)
+    ):
+        if re.match(r"[a-z]+:", target):
+            continue  # https:, mailto:
+        file_part, _, anchor = target.partition("#")
+        linked = os.path.normpath(os.path.join(os.path.dirname(path), file_part))
+        if file_part and not os.path.exists(linked):
+            problems.append(f"{target}: no such file")
+            continue
+        if anchor and linked.endswith(".md"):
+            with open(linked if file_part else path, encoding="utf-8") as f:
+                headings = re.findall(r"^#+\s+(.*)$", f.read(), flags=re.M)
+            if anchor not in {_slug(h) for h in headings}:
+                problems.append(f"{target}: no such heading")
+    assert not problems, f"{os.path.relpath(path, REPO)}: {problems}"

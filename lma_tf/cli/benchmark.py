@@ -3,6 +3,7 @@
 lma-tf benchmark records   # conversion + input pipeline
 lma-tf benchmark train     # training examples/s: shards vs in memory
 lma-tf benchmark serve     # SavedModel vs ONNX Runtime latency/throughput
+lma-tf benchmark patient   # one patient's .mat files -> CSV, cold process
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from absl import flags
 
 from lma_tf import cli
 
-WHICH = ("records", "train", "serve")
+WHICH = ("records", "train", "serve", "patient")
 _SUBJECTS = flags.DEFINE_integer("num_subjects", 400, "Synthetic subjects to use.")
 _BATCH = flags.DEFINE_integer("batch_size", 128, "Global batch size.")
 _EPOCHS = flags.DEFINE_integer("epochs", 5, "Timed passes over the data.")
@@ -20,6 +21,7 @@ _SERVE_BATCH = flags.DEFINE_integer("serve_batch", 256, "serve: slices per batch
 _CALLS = flags.DEFINE_integer("latency_calls", 200, "serve: timed single-slice calls.")
 _BATCH_CALLS = flags.DEFINE_integer("batch_calls", 5, "serve: timed batch calls.")
 _STEPS = flags.DEFINE_integer("steps", 30, "Timed training steps (train).")
+_RUNS = flags.DEFINE_integer("runs", 5, "patient: timed fresh processes per path.")
 _OUTPUT = flags.DEFINE_string("output", "", "Optional JSON file for the figures.")
 
 
@@ -36,6 +38,8 @@ def main(argv: list[str]) -> None:
         result = bench.bench_records(_SUBJECTS.value, _BATCH.value, _EPOCHS.value)
     elif which == "train":
         result = bench.bench_train(min(_SUBJECTS.value, 100), steps=_STEPS.value)
+    elif which == "patient":
+        result = bench.bench_patient(runs=_RUNS.value)
     else:
         result = bench.bench_serve(
             _FRAMES.value, _SERVE_BATCH.value, _CALLS.value, _BATCH_CALLS.value

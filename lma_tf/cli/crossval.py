@@ -97,9 +97,7 @@ def main(argv: list[str]) -> None:
         for name in _CONFIG.value
     ]
     out, k = _OUTPUT_DIR.value, _FOLDS.value
-    assignment = crossval.prepare_folds(
-        _RECORDS_DIR.value, out, k, _VAL_FRACTION.value
-    )
+    assignment = crossval.prepare_folds(_RECORDS_DIR.value, out, k, _VAL_FRACTION.value)
     print(
         f"[crossval] {k} folds of {assignment['num_subjects']} subjects "
         f"({assignment['subjects_with_scar']} with scar, "

@@ -169,6 +169,84 @@ def _reliability(results, temperature: float, path: str) -> str | None:
     return reliability.plot_reliability(curves, labels, path)
 
 
+def _temperature(temperature: float, calibrate_on: str | None) -> float:
+    """The temperature to apply: given, or fitted on `calibrate_on`."""
+    if calibrate_on:
+        if temperature != 1.0:
+            raise UsageError("give --temperature or --calibrate_on, not both")
+        temperature = fit_temperature_on(calibrate_on)
+    if not temperature > 0:
+        raise UsageError(f"--temperature must be > 0, got {temperature}")
+    return temperature
+
+
+def _read(predictions: Sequence[str], temperature: float) -> list:
+    if not predictions:
+        raise UsageError("no prediction CSV given")
+    try:
+        slices = uncertainty.read_ensemble(predictions, temperature)
+    except ValueError as e:  # not a prediction CSV, members differ, bad orientation
+        raise UsageError(str(e)) from None
+    if not slices:
+        raise UsageError(f"{predictions[0]}: no prediction rows")
+    return slices
+
+
+def _tos_range(slices) -> tuple[float, float]:
+    """17 ms to the cohort's latest combined TOS rounded up to 10 ms."""
+    top = max(float(np.nanmax(s.combined_tos_ms)) for s in slices)
+    top = max(top, rules.LATE_TOS_MS)
+    return (constants.TOS_FLOOR_MS, 10.0 * float(np.ceil(top / 10.0)))
+
+
+def _write_subjects(
+    results, output_dir: str, docs: dict, page: dict, strains, progress: bool
+) -> list[str]:
+    """report.json and report.png of every subject; returns the paths."""
+    from lma_tf.viz import report_page
+
+    paths = []
+    for r in tqdm.tqdm(results, desc="reports", unit="subject", disable=not progress):
+        folder = textsafe.inside(output_dir, textsafe.safe_name(r.subject_id))
+        doc = report.json_ready(report.subject_report(r, **docs))
+        paths.append(atomic.write_json(os.path.join(folder, REPORT_JSON), doc))
+        own = {k[1]: v for k, v in strains.items() if k[0] == r.subject_id}
+        png = os.path.join(folder, REPORT_PNG)
+        paths.append(report_page.plot_report_page(r, png, strains=own, **page))
+    return paths
+
+
+def _write_cohort(results, slices, output_dir: str, header: dict) -> dict:
+    """cohort_summary.csv/.json and reliability.png; returns the cohort document."""
+    rows = [report.cohort_row(r) for r in results]
+    labelled = any(r.labelled for r in results)
+    calib = report.sector_calibration(slices) if labelled else None
+    if calib is not None:
+        calib["temperature"] = header["temperature"]
+    cohort = {
+        "schema": report.COHORT_SCHEMA,
+        "schema_version": report.SCHEMA_VERSION,
+        "notice": report.BANNER,
+        **header,
+        "subjects": rows,
+        "decision_metrics": report.metrics_from_results(results) if labelled else None,
+        "calibration": calib,
+    }
+    os.makedirs(output_dir, exist_ok=True)
+    paths = [
+        os.path.join(output_dir, COHORT_CSV),
+        os.path.join(output_dir, COHORT_JSON),
+    ]
+    _write_csv(paths[0], rows)
+    atomic.write_json(paths[1], report.json_ready(cohort))
+    if labelled:
+        png = os.path.join(output_dir, RELIABILITY_PNG)
+        if _reliability(results, header["temperature"], png):
+            paths.append(png)
+    cohort["paths"] = paths
+    return cohort
+
+
 def write_reports(
     predictions: Sequence[str],
     output_dir: str,
@@ -194,22 +272,8 @@ def write_reports(
     Raises:
       UsageError: no predictions, a bad file (named), or members that differ.
     """
-    from lma_tf.viz import report_page
-
-    if not predictions:
-        raise UsageError("no prediction CSV given")
-    if calibrate_on:
-        if temperature != 1.0:
-            raise UsageError("give --temperature or --calibrate_on, not both")
-        temperature = fit_temperature_on(calibrate_on)
-    if not temperature > 0:
-        raise UsageError(f"--temperature must be > 0, got {temperature}")
-    try:
-        slices = uncertainty.read_ensemble(predictions, temperature)
-    except ValueError as e:  # not a prediction CSV, members differ, bad orientation
-        raise UsageError(str(e)) from None
-    if not slices:
-        raise UsageError(f"{predictions[0]}: no prediction rows")
+    temperature = _temperature(temperature, calibrate_on)
+    slices = _read(predictions, temperature)
     lge = read_segment_scar(scar_table) if scar_table else None
     strains = read_strains(strain_inputs, allow_pickle) if strain_inputs else {}
     results = report.analyse(slices, orientation, base_at_high, lge)
@@ -222,71 +286,34 @@ def write_reports(
         "strain_inputs": [os.path.abspath(p) for p in strain_inputs],
         "calibrated_on": os.path.abspath(calibrate_on) if calibrate_on else None,
     }
-    all_tos = [np.nanmax(s.combined_tos_ms) for s in slices]
-    top = max(float(np.nanmax(all_tos)), rules.LATE_TOS_MS)
-    tos_range = (constants.TOS_FLOOR_MS, 10.0 * np.ceil(top / 10.0))
-    paths = []
-    for r in tqdm.tqdm(results, desc="reports", unit="subject", disable=not progress):
-        folder = textsafe.inside(output_dir, textsafe.safe_name(r.subject_id))
-        doc = report.subject_report(
-            r,
-            orientation=orientation,
-            base_at_high=base_at_high,
-            inputs=inputs,
-            model=model,
-            temperature=temperature,
-        )
-        paths.append(
-            atomic.write_json(os.path.join(folder, REPORT_JSON), report.json_ready(doc))
-        )
-        own = {k[1]: v for k, v in strains.items() if k[0] == r.subject_id}
-        paths.append(
-            report_page.plot_report_page(
-                r,
-                os.path.join(folder, REPORT_PNG),
-                orientation,
-                base_at_high,
-                tos_range,
-                own,
-            )
-        )
-    rows = [report.cohort_row(r) for r in results]
-    labelled = any(r.labelled for r in results)
-    metrics = report.metrics_from_results(results) if labelled else None
-    calib = report.sector_calibration(slices) if labelled else None
-    if calib is not None:
-        calib["temperature"] = temperature
-    cohort = {
-        "schema": report.COHORT_SCHEMA,
-        "schema_version": report.SCHEMA_VERSION,
-        "notice": report.BANNER,
+    docs = {
+        "orientation": orientation,
+        "base_at_high": base_at_high,
+        "inputs": inputs,
+        "model": model,
+        "temperature": temperature,
+    }
+    page = {
+        "orientation": orientation,
+        "base_at_high": base_at_high,
+        "tos_range": _tos_range(slices),
+    }
+    paths = _write_subjects(results, output_dir, docs, page, strains, progress)
+    header = {
         "orientation": orientation.to_dict(),
         "base_at": "high" if base_at_high else "low",
         "model": model,
         "inputs": inputs,
         "temperature": temperature,
-        "subjects": rows,
-        "decision_metrics": metrics,
-        "calibration": calib,
     }
-    os.makedirs(output_dir, exist_ok=True)
-    _write_csv(os.path.join(output_dir, COHORT_CSV), rows)
-    paths.append(os.path.join(output_dir, COHORT_CSV))
-    cohort_path = os.path.join(output_dir, COHORT_JSON)
-    paths.append(atomic.write_json(cohort_path, report.json_ready(cohort)))
-    if labelled:
-        rel = _reliability(
-            results, temperature, os.path.join(output_dir, RELIABILITY_PNG)
-        )
-        if rel:
-            paths.append(rel)
+    cohort = _write_cohort(results, slices, output_dir, header)
     return {
         "output_dir": output_dir,
         "num_subjects": len(results),
         "temperature": temperature,
         "orientation": orientation.describe(),
-        "decision_metrics": metrics,
-        "calibration": calib,
+        "decision_metrics": cohort["decision_metrics"],
+        "calibration": cohort["calibration"],
         "results": results,
-        "paths": paths,
+        "paths": paths + cohort["paths"],
     }

@@ -20,7 +20,6 @@ Numpy only (MC dropout imports Keras when called). See docs/decision.md.
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -98,14 +97,13 @@ def summarise_members(
     tos = np.where(finite, tos, np.nan)
     prob = np.where(finite, prob, np.nan)
     empty = ~finite.any(axis=0)
-    with warnings.catch_warnings():
-        # All-NaN sectors (missing in every member) stay NaN, silently.
-        warnings.simplefilter("ignore", RuntimeWarning)
-        median = np.nanmedian(tos, axis=0)
-        mean_p = np.nanmean(prob, axis=0)
-        std_p = np.nanstd(prob, axis=0)
-        members = np.where(finite, rules.combine_tos(tos, prob), np.nan)
-        lo, hi = np.nanpercentile(members, INTERVAL, axis=0)
+    members = np.where(finite, rules.combine_tos(tos, prob), np.nan)
+    (median,) = _nan_quantiles(tos, (50.0,))
+    lo, hi = _nan_quantiles(members, INTERVAL)
+    count = np.maximum(finite.sum(axis=0), 1)
+    mean_p = np.where(empty, np.nan, np.nansum(prob, axis=0) / count)
+    var_p = np.nansum((prob - mean_p) ** 2, axis=0) / count
+    std_p = np.where(empty, np.nan, np.sqrt(var_p))
     point = np.where(empty, np.nan, rules.combine_tos(median, mean_p))
     return {
         "tos_ms": median,
@@ -145,6 +143,25 @@ def slice_orientation(s) -> Orientation | None:
             f"slice {s.slice_id!r} of subject {s.subject_id!r}: bad orientation "
             f"{values}: {e}"
         ) from None
+
+
+def _nan_quantiles(x: np.ndarray, percents) -> list[np.ndarray]:
+    """Percentiles over axis 0 ignoring NaN (linear, as np.nanpercentile).
+
+    Vectorised over the other axes: np.nanpercentile loops over sectors in
+    Python, which made a cohort take seconds per subject.
+    """
+    s = np.sort(x, axis=0)  # NaN sorts last
+    last = np.maximum(np.isfinite(x).sum(axis=0) - 1, 0)
+    out = []
+    for q in percents:
+        pos = q / 100.0 * last
+        lo = np.floor(pos).astype(np.int64)
+        hi = np.minimum(lo + 1, last)
+        a = np.take_along_axis(s, lo[None], axis=0)[0]
+        b = np.take_along_axis(s, hi[None], axis=0)[0]
+        out.append(a + (b - a) * (pos - lo))
+    return out
 
 
 def _same_labels(a: np.ndarray | None, b: np.ndarray | None) -> bool:

@@ -70,7 +70,11 @@ def experiment_config(
             value = ast.literal_eval(text)
         except (ValueError, SyntaxError):
             value = text
-        node[leaf] = type(old)(value) if isinstance(old, float | int) else value
+        try:
+            node[leaf] = type(old)(value) if isinstance(old, float | int) else value
+        except (TypeError, ValueError):
+            kind = type(old).__name__
+            raise UsageError(f"--set={item}: {field} takes a {kind}") from None
     try:
         return lma_config.validate_config(config)
     except ValueError as e:
@@ -79,7 +83,7 @@ def experiment_config(
 
 def prepare_folds(
     records_dir: str, output_dir: str, num_folds: int, val_fraction: float
-):
+) -> dict:
     """The shared fold records under `output_dir/folds` (written once)."""
     return folds_lib.make_fold_records(
         records_dir, os.path.join(output_dir, FOLDS_DIR), num_folds, val_fraction
@@ -87,14 +91,17 @@ def prepare_folds(
 
 
 def fold_records(output_dir: str, fold: int) -> str:
+    """The records folder of `fold` (shared by every experiment)."""
     return folds_lib.fold_dir(os.path.join(output_dir, FOLDS_DIR), fold)
 
 
 def experiment_dir(output_dir: str, config: ml_collections.ConfigDict) -> str:
+    """Where one experiment's folds, summary and pooled predictions go."""
     return os.path.join(output_dir, config.name)
 
 
 def fold_done(exp_dir: str, fold: int) -> bool:
+    """Whether `fold` has its result (written last, so the fold is complete)."""
     return os.path.exists(os.path.join(exp_dir, f"fold{fold}", RESULT_JSON))
 
 

@@ -31,7 +31,7 @@ from lma_tf.viz.rings import RingData
 
 DPI = 80
 _MAX_EXCLUDED_LINES = 16
-_MAX_TARGET_LINES = 5
+_MAX_TARGET_LINES = 4
 _BOUNDARY_HALF_WIDTH = np.deg2rad(0.8)
 
 

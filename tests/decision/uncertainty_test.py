@@ -30,6 +30,22 @@ def test_summary_of_members():
     assert np.isnan(empty["combined_tos_ms"][0]) and np.isnan(empty["tos_lo_ms"][0])
 
 
+def test_summary_matches_numpy_on_random_members():
+    rng = np.random.default_rng(0)
+    tos = rng.uniform(17, 150, (7, 4, N))
+    tos[rng.random(tos.shape) < 0.3] = np.nan
+    prob = rng.random(tos.shape)
+    s = uncertainty.summarise_members(tos, prob)
+    prob = np.where(np.isfinite(tos), prob, np.nan)
+    members = np.where(np.isfinite(tos), rules.combine_tos(tos, prob), np.nan)
+    np.testing.assert_allclose(s["tos_ms"], np.nanmedian(tos, axis=0))
+    np.testing.assert_allclose(s["lma_probability"], np.nanmean(prob, axis=0))
+    np.testing.assert_allclose(s["probability_std"], np.nanstd(prob, axis=0))
+    lo, hi = np.nanpercentile(members, [5, 95], axis=0)
+    np.testing.assert_allclose(s["tos_lo_ms"], np.fmin(lo, s["combined_tos_ms"]))
+    np.testing.assert_allclose(s["tos_hi_ms"], np.fmax(hi, s["combined_tos_ms"]))
+
+
 def test_one_member_keeps_its_numbers_and_has_no_width():
     s = predicted("p", "b", 30.0, late=range(10, 20))
     (e,) = uncertainty.as_ensemble([s])
