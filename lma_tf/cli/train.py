@@ -150,7 +150,11 @@ def main(argv: list[str]) -> None:
     )
     try:
         result = train_lib.train(
-            config, model_dir, strategy, overwrite=_OVERWRITE.value
+            config,
+            model_dir,
+            strategy,
+            overwrite=_OVERWRITE.value,
+            log=lambda line: print(line, file=sys.stderr),
         )
     except ValueError as e:  # e.g. records of another schema: one line, no trace
         if isinstance(e, LmaError):

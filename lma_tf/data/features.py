@@ -13,6 +13,7 @@ import tensorflow as tf
 from lma_tf import constants
 from lma_tf.data import slices
 from lma_tf.data.slices import DenseSlice
+from lma_tf.decision import orientation as orientation_lib
 from lma_tf.rules import lma_labels
 
 SCHEMA_VERSION = 1
@@ -29,6 +30,11 @@ SUBJECT_ID = "meta/subject_id"
 SLICE_ID = "meta/slice_id"
 SLICE_LOCATION = "meta/slice_location"
 HAS_SLICE_LOCATION = "meta/has_slice_location"
+# Where the sectors sit (DenseSlice.orientation_*), when the data say.
+ORIENTATION_SECTOR0 = "orientation/sector0"
+ORIENTATION_OFFSET = "orientation/offset"
+ORIENTATION_DIRECTION = "orientation/direction"
+HAS_ORIENTATION = "orientation/has_orientation"
 
 _N = constants.NUM_SECTORS
 
@@ -47,6 +53,10 @@ FEATURE_SPEC: dict[str, tf.io.FixedLenFeature] = {
     SLICE_ID: tf.io.FixedLenFeature([], tf.string, default_value=""),
     SLICE_LOCATION: tf.io.FixedLenFeature([], tf.float32, default_value=0.0),
     HAS_SLICE_LOCATION: tf.io.FixedLenFeature([], tf.int64, default_value=0),
+    ORIENTATION_SECTOR0: tf.io.FixedLenFeature([], tf.string, default_value=""),
+    ORIENTATION_OFFSET: tf.io.FixedLenFeature([], tf.float32, default_value=0.0),
+    ORIENTATION_DIRECTION: tf.io.FixedLenFeature([], tf.string, default_value=""),
+    HAS_ORIENTATION: tf.io.FixedLenFeature([], tf.int64, default_value=0),
 }
 
 # What a serving client must send in a tf.Example: strain only.
@@ -85,6 +95,11 @@ def slice_to_example(s: DenseSlice) -> tf.train.Example:
     if s.slice_location is not None:
         feats[SLICE_LOCATION] = _floats([s.slice_location])
         feats[HAS_SLICE_LOCATION] = _ints([1])
+    if s.orientation_sector0 is not None:  # validated: all three are set
+        feats[ORIENTATION_SECTOR0] = _bytes([s.orientation_sector0.encode("ascii")])
+        feats[ORIENTATION_OFFSET] = _floats([s.orientation_offset])
+        feats[ORIENTATION_DIRECTION] = _bytes([s.orientation_direction.encode("ascii")])
+        feats[HAS_ORIENTATION] = _ints([1])
     return tf.train.Example(features=tf.train.Features(feature=feats))
 
 
@@ -101,12 +116,30 @@ def decode_strain(raw: tf.Tensor, num_frames: tf.Tensor) -> tf.Tensor:
 _PARSE_MAX_ABS_STRAIN = slices.MAX_ABS_STRAIN
 _PARSE_PERIOD_RANGE_MS = slices.FRAME_PERIOD_RANGE_MS
 _PARSE_MAX_ABS_LOCATION_MM = slices.MAX_ABS_SLICE_LOCATION_MM
+_SECTOR0_VALUES = tuple(orientation_lib.LANDMARK_DEG)
+_DIRECTION_VALUES = orientation_lib.DIRECTIONS
 
 
 def _in_range(x: tf.Tensor, low: float, high: float, message: str) -> tf.Operation:
     """An assert that every value of `x` lies in [low, high] (NaN fails it)."""
     ok = tf.reduce_all(tf.logical_and(x >= low, x <= high))
     return tf.debugging.Assert(ok, [message], name="check_record")
+
+
+def _orientation_ok(p: dict[str, tf.Tensor]) -> tf.Operation:
+    """An assert: no orientation, or a known landmark and direction."""
+
+    def one_of(x: tf.Tensor, allowed: tuple[str, ...]) -> tf.Tensor:
+        return tf.reduce_any(tf.equal(x, tf.constant(allowed)))
+
+    known = tf.logical_and(
+        one_of(p[ORIENTATION_SECTOR0], _SECTOR0_VALUES),
+        one_of(p[ORIENTATION_DIRECTION], _DIRECTION_VALUES),
+    )
+    ok = tf.logical_or(tf.equal(p[HAS_ORIENTATION], 0), known)
+    return tf.debugging.Assert(
+        ok, ["orientation/sector0 or orientation/direction unknown"]
+    )
 
 
 def parse_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -158,7 +191,9 @@ def parse_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
         _in_range(p[TOS], 0.0, np.inf, "label/tos_ms negative or NaN"),
         _in_range(p[LMA], 0, 1, "label/lma not 0 or 1"),
         _in_range(
-            tf.stack([p[HAS_TOS], p[HAS_SCAR], p[HAS_SLICE_LOCATION]]),
+            tf.stack(
+                [p[HAS_TOS], p[HAS_SCAR], p[HAS_SLICE_LOCATION], p[HAS_ORIENTATION]]
+            ),
             0,
             1,
             "a has_* flag not 0 or 1",
@@ -170,6 +205,10 @@ def parse_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
             _PARSE_MAX_ABS_LOCATION_MM,
             "meta/slice_location",
         ),
+        _in_range(
+            p[ORIENTATION_OFFSET], 0.0, float(_N), "orientation/offset outside 0..126"
+        ),
+        _orientation_ok(p),
     ]
     with tf.control_dependencies(checks):
         return {k: tf.identity(v) for k, v in p.items()}
@@ -191,4 +230,16 @@ def example_to_slice(parsed: dict[str, np.ndarray]) -> DenseSlice:
         slice_location=(
             float(parsed[SLICE_LOCATION]) if parsed[HAS_SLICE_LOCATION] else None
         ),
+        **_orientation(parsed, text),
     )
+
+
+def _orientation(parsed: dict[str, np.ndarray], text) -> dict[str, object]:
+    """The slice's orientation fields from a parsed dict; None without one."""
+    if not parsed.get(HAS_ORIENTATION, 0):  # records older than the features
+        return slices.orientation_fields(None)
+    return {
+        "orientation_sector0": text(parsed[ORIENTATION_SECTOR0]),
+        "orientation_offset": float(parsed[ORIENTATION_OFFSET]),
+        "orientation_direction": text(parsed[ORIENTATION_DIRECTION]),
+    }

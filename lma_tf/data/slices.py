@@ -12,6 +12,8 @@ import dataclasses
 import numpy as np
 
 from lma_tf import constants, textsafe
+from lma_tf.decision import orientation as orientation_lib
+from lma_tf.decision.orientation import Orientation
 
 
 class SliceError(ValueError):
@@ -31,6 +33,11 @@ class DenseSlice:
       scar_fraction: optional (126,) LGE scar fraction in [0, 1].
       slice_location: optional slice position along the long axis, mm.
       source: file the slice came from (for error messages and provenance).
+      orientation_sector0, orientation_offset, orientation_direction: where
+        the sectors sit on the ventricle, all three or none (see
+        `lma_tf.decision.orientation.Orientation`: the landmark
+        "rv_insertion" or "segment1", its sector coordinate in [0, 126],
+        "ccw" or "cw" seen from the apex). None: the data do not say.
     """
 
     subject_id: str
@@ -41,6 +48,23 @@ class DenseSlice:
     scar_fraction: np.ndarray | None = None
     slice_location: float | None = None
     source: str = ""
+    orientation_sector0: str | None = None
+    orientation_offset: float | None = None
+    orientation_direction: str | None = None
+
+    @property
+    def orientation(self) -> Orientation | None:
+        """The three orientation fields as an `Orientation`, None when unset.
+
+        Raises ValueError when they are set but incomplete or invalid
+        (`validate_slice` refuses such slices).
+        """
+        values = orientation_values(self)
+        if all(v is None for v in values):
+            return None
+        if any(v is None for v in values):
+            raise ValueError(f"incomplete orientation {values}")
+        return Orientation(values[0], float(values[1]), values[2])
 
     @property
     def num_frames(self) -> int:
@@ -77,6 +101,28 @@ class Reject:
     def to_dict(self) -> dict[str, str]:
         """file, slice_id and reason, as the manifest records them."""
         return dataclasses.asdict(self)
+
+
+# The orientation fields of `DenseSlice`, in the order of `Orientation`'s.
+ORIENTATION_FIELDS = (
+    "orientation_sector0",
+    "orientation_offset",
+    "orientation_direction",
+)
+
+
+def orientation_values(s: DenseSlice) -> tuple:
+    """(sector0, offset, direction) of a slice, each None when unset."""
+    return tuple(getattr(s, f) for f in ORIENTATION_FIELDS)
+
+
+def orientation_fields(o: Orientation | None) -> dict[str, object]:
+    """{field: value} setting a slice's orientation fields to `o` (None: unset)."""
+    if o is None:
+        return dict.fromkeys(ORIENTATION_FIELDS)
+    return dict(
+        zip(ORIENTATION_FIELDS, (o.sector0, o.offset, o.direction), strict=True)
+    )
 
 
 # The range of every field (docs/data.md, "What is checked"). Strain is a
@@ -211,13 +257,49 @@ def _check_range(name: str, value: float, low: float, high: float, unit: str) ->
         raise SliceError(f"{name} is {value:.6g} {unit}, expected {low:g}..{high:g}")
 
 
+def _check_choice(name: str, value, allowed: tuple[str, ...]) -> str:
+    if not isinstance(value, str):
+        raise SliceError(f"{name} must be text, one of {', '.join(allowed)}")
+    text = value.strip().lower()
+    if text not in allowed:  # the value is not quoted: it may be anything
+        raise SliceError(f"{name} is not one of {', '.join(allowed)}")
+    return text
+
+
+def _check_orientation(s: DenseSlice) -> dict[str, object]:
+    """The orientation fields normalised: all three or none, each in its set.
+
+    The offset is stored as float32 like every number of the records; 126
+    (the end of the ring) is the same place as 0 and becomes 0.
+    """
+    values = orientation_values(s)
+    if all(v is None for v in values):
+        return orientation_fields(None)
+    missing = [f for f, v in zip(ORIENTATION_FIELDS, values, strict=True) if v is None]
+    if missing:
+        raise SliceError(
+            f"incomplete orientation: {', '.join(missing)} missing; give "
+            f"{', '.join(ORIENTATION_FIELDS)} together, or none of them"
+        )
+    sector0 = _check_choice(
+        "orientation_sector0", values[0], tuple(orientation_lib.LANDMARK_DEG)
+    )
+    offset = _scalar("orientation_offset", values[1])
+    _check_range("orientation_offset", offset, 0.0, float(orientation_lib.N), "sectors")
+    direction = _check_choice(
+        "orientation_direction", values[2], orientation_lib.DIRECTIONS
+    )
+    return orientation_fields(Orientation(sector0, offset, direction))
+
+
 def validate_slice(s: DenseSlice) -> DenseSlice:
     """Checks one slice against the data contract; returns it normalised.
 
     Normalised means float32 arrays, a (126, F) strain matrix, (126,) label
     vectors, TOS just below 17 ms set to 17 ms. Every number is checked
     against its range (docs/data.md) as float32, the precision of the
-    records. Raises `SliceError` naming the first problem found.
+    records; the orientation fields are all three or none, lower case.
+    Raises `SliceError` naming the first problem found.
     """
     subject_id = _check_id("subject_id", s.subject_id)
     slice_id = _check_id("slice_id", s.slice_id)
@@ -251,4 +333,5 @@ def validate_slice(s: DenseSlice) -> DenseSlice:
         tos_ms=tos,
         scar_fraction=scar,
         slice_location=location,
+        **_check_orientation(s),
     )

@@ -22,7 +22,7 @@ import math
 import numpy as np
 
 from lma_tf import constants
-from lma_tf.data.slices import DenseSlice
+from lma_tf.data.slices import DenseSlice, orientation_fields
 from lma_tf.data.synthetic_signals import (
     FRAME_PERIOD_MS,
     NUM_SECTORS,
@@ -37,11 +37,17 @@ from lma_tf.data.synthetic_signals import (
     svd_denoise,
     tos_profile,
 )
+from lma_tf.decision import orientation as orientation_lib
 
 SEPTAL_SECTORS = np.arange(0, 42)
 INFERIOR_SECTORS = np.arange(42, 63)
 LATERAL_SECTORS = np.arange(63, 105)
 ANTERIOR_SECTORS = np.arange(105, 126)
+# The sector convention of `synthetic_signals` (sectors 0..125 counter-
+# clockwise seen from the apex, from the anterior RV insertion), stated on
+# every slice so that the AHA mapping puts the septum (sectors 0-41) in the
+# septal segments.
+ORIENTATION = orientation_lib.DEFAULT
 SEPTAL_CENTRE = 21.0
 LATERAL_CENTRE = 84.0
 
@@ -333,6 +339,7 @@ def generate_subject(
                 scar_fraction=scar,
                 slice_location=float(round(locations[k], 2)),
                 source=f"synthetic:{group}",
+                **orientation_fields(ORIENTATION),
             )
         )
     return SyntheticSubject(subject_id=subject_id, group=group, slices=slices)

@@ -14,13 +14,13 @@ import dataclasses
 import math
 import os
 import shutil
-import sys
 from collections.abc import Callable
 
 import keras
 import ml_collections
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from lma_tf import config as lma_config
 from lma_tf.data import pipeline
@@ -115,18 +115,12 @@ class State:
             **counters,
         )
 
-    def resume(self) -> bool:
-        """Restores the latest backup, if any; True when it did."""
+    def resume(self) -> str:
+        """Restores the latest backup, if any; its path ("" when none)."""
         latest = self.backup.latest_checkpoint
-        if not latest:
-            return False
-        self.backup.checkpoint.restore(latest).assert_existing_objects_matched()
-        print(
-            f"[train] resumed from {latest} at epoch {int(self.epoch.numpy())}, "
-            f"step {int(self.step.numpy())}",
-            file=sys.stderr,
-        )
-        return True
+        if latest:
+            self.backup.checkpoint.restore(latest).assert_existing_objects_matched()
+        return latest or ""
 
     @property
     def global_step(self) -> int:
@@ -164,8 +158,11 @@ class Trainer:
         strategy: tf.distribute.Strategy,
         *,
         progress: bool = True,
+        log: Callable[[str], None] | None = None,
     ) -> None:
         self.config = config
+        # Where the status lines go: the command prints them, the library logs.
+        self.log = log or logging.info
         self.model_dir = model_dir
         self.write_dir = write_dir
         self.strategy = strategy
@@ -175,8 +172,11 @@ class Trainer:
         self.num_steps = steps_per_epoch(config)
         self.state = State.build(config, strategy, write_dir, self.num_steps)
         self.history = run_dir.load_history(model_dir)
-        if self.state.resume():
-            self.history = self.history[: int(self.state.epoch.numpy())]
+        resumed = self.state.resume()
+        if resumed:
+            epoch, step = int(self.state.epoch.numpy()), int(self.state.step.numpy())
+            self.log(f"[train] resumed from {resumed} at epoch {epoch}, step {step}")
+            self.history = self.history[:epoch]
         self.val_ds = pipeline.make_dataset(config, "val", training=False)
         self.train_step = steps.build_train_step(
             strategy, self.state.model, self.state.optimizer, config, self.global_batch
@@ -342,8 +342,7 @@ class Trainer:
             shown = ", ".join(
                 f"{k}={v:.4g}" for k, v in metrics.items() if k.startswith("val_")
             )
-            epochs = self.config.train.epochs
-            print(f"epoch {epoch + 1}/{epochs}: {shown}", file=sys.stderr)
+            self.log(f"epoch {epoch + 1}/{self.config.train.epochs}: {shown}")
 
     def _select(self, metrics: dict, epoch: int) -> None:
         """Saves the weights to best/ when the selection metric improved."""

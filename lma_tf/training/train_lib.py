@@ -72,6 +72,7 @@ def train(
     progress: bool = True,
     fault_hook: Callable[[int], None] | None = None,
     overwrite: bool = False,
+    log: Callable[[str], None] | None = None,
 ) -> dict:
     """Trains `config`'s experiment into `model_dir`; resumes from a backup.
 
@@ -85,6 +86,8 @@ def train(
       overwrite: remove the run already in `model_dir` and start over;
         otherwise it is resumed only with the same config
         (`run_dir.check_reusable`).
+      log: where the status lines go (resumption, per-epoch validation
+        metrics); default absl logging at INFO.
 
     Returns:
       A network's {"history": per-epoch train and validation metrics,
@@ -125,7 +128,9 @@ def train(
     if config.train.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-        trainer = Trainer(config, model_dir, write_dir, strategy, progress=progress)
+        trainer = Trainer(
+            config, model_dir, write_dir, strategy, progress=progress, log=log
+        )
         return trainer.run(fault_hook)
     finally:
         # The policy is process-global: leave it as it was for the caller.

@@ -11,12 +11,16 @@ stem (exports carry no patient id). Fields, in priority order:
   with its shape rather than silently dropping the label;
 - location: SequenceInfo(1).SliceLocation (mm);
 - frame period: top-level frame_period_ms, SequenceInfo(1).TemporalResolution,
-  else 17 ms.
+  else 17 ms;
+- orientation: AnalysisInfo.PositionA, .PositionB and .Clockwise, read as a
+  standard apex-view export (`orientation.from_dense_analysis`): all three,
+  or none (no orientation); a partial or unusable set rejects the slice.
 
 A present-but-empty field (MATLAB `[]`) counts as absent. Struct arrays are
 read at their first element, as MATLAB's `x(1)`. The writer produces
 StrainInfo.CCmid and .CCmidSVD, TOSAnalysis.TOSfullRes_Jerry and a 1x2
-SequenceInfo struct array; scar is not part of an export (it goes to the
+SequenceInfo struct array, and AnalysisInfo when the slice has an
+orientation that an export can hold; scar is not part of an export (it goes to the
 record sheet, `record_sheet.py`). See docs/data.md.
 """
 
@@ -33,7 +37,8 @@ import scipy.io
 
 from lma_tf import atomic, constants
 from lma_tf.data.formats import common, mat5_scan
-from lma_tf.data.slices import DenseSlice, Reject, SliceError
+from lma_tf.data.slices import DenseSlice, Reject, SliceError, orientation_fields
+from lma_tf.decision import orientation as orientation_lib
 
 EXTENSION = ".mat"
 VERSIONS = ("5", "7.3")
@@ -50,6 +55,10 @@ TOS_ANALYSIS: Field = ("TOSAnalysis", "TOS")
 SLICE_LOCATION: Field = ("SequenceInfo", "SliceLocation")
 FRAME_PERIOD: Field = ("frame_period_ms",)
 TEMPORAL_RESOLUTION: Field = ("SequenceInfo", "TemporalResolution")
+POSITION_A: Field = ("AnalysisInfo", "PositionA")  # LV centre, image (x, y)
+POSITION_B: Field = ("AnalysisInfo", "PositionB")  # reference point: sector 0
+CLOCKWISE: Field = ("AnalysisInfo", "Clockwise")  # sector numbering on the image
+ORIENTATION_FIELDS: tuple[Field, ...] = (POSITION_A, POSITION_B, CLOCKWISE)
 
 # (field, stored frames-first) in priority order.
 STRAIN_FIELDS: tuple[tuple[Field, bool], ...] = (
@@ -69,6 +78,7 @@ _VARIABLES = sorted(
     | {f[0] for f in TOS_FIELDS}
     | {SLICE_LOCATION[0]}
     | {f[0] for f in PERIOD_FIELDS}
+    | {f[0] for f in ORIENTATION_FIELDS}
 )
 
 Lookup = Callable[[Field], Any]  # a field's value, None when absent or empty
@@ -159,9 +169,49 @@ def _slice(path: str, slice_id: str, lookup: Lookup) -> DenseSlice | Reject:
                 else common.to_float("SequenceInfo(1).SliceLocation", location)
             ),
             source=path,
+            **orientation_fields(_orientation(lookup)),
         )
     except SliceError as e:
         return Reject(path, slice_id, str(e))
+
+
+def _point(field: Field, value: Any) -> np.ndarray:
+    point = common.vector(_name(field), value)
+    if point.shape != (2,) or not np.all(np.isfinite(point)):
+        raise SliceError(f"{_name(field)} must be a finite (x, y) pair")
+    return point
+
+
+def _orientation(lookup: Lookup) -> orientation_lib.Orientation | None:
+    """The sectors' orientation from AnalysisInfo; None when it has none of it.
+
+    Read as DENSEanalysis displays a short-axis image, seen from the apex:
+    sector 0 starts at PositionB (taken as the anterior RV insertion), and
+    the sectors run clockwise on the image when Clockwise is true.
+    """
+    values = [lookup(field) for field in ORIENTATION_FIELDS]
+    present = [not common.is_empty(v) for v in values]
+    if not any(present):
+        return None
+    if not all(present):
+        missing = [
+            _name(f) for f, p in zip(ORIENTATION_FIELDS, present, strict=True) if not p
+        ]
+        raise SliceError(
+            f"{', '.join(missing)} missing: the sector orientation needs "
+            f"{', '.join(_name(f) for f in ORIENTATION_FIELDS)} together"
+        )
+    a = _point(POSITION_A, values[0])
+    b = _point(POSITION_B, values[1])
+    clockwise = common.to_float(_name(CLOCKWISE), values[2])
+    if clockwise not in (0.0, 1.0):
+        raise SliceError(f"{_name(CLOCKWISE)} must be true or false (1 or 0)")
+    if np.allclose(a, b):
+        raise SliceError(
+            f"{_name(POSITION_A)} and {_name(POSITION_B)} coincide: no reference "
+            "direction for the sectors"
+        )
+    return orientation_lib.from_dense_analysis(a, b, bool(clockwise))
 
 
 def _v5_first(node: Any) -> Any:
@@ -278,6 +328,43 @@ def _h5_value(ds: h5py.Dataset, name: str) -> Any:
 # Writing
 
 
+# Where the writer puts AnalysisInfo's points on a notional 128 x 128 image
+# shown as seen from the apex: the LV centre, and the anterior RV insertion
+# (PositionB) 20 pixels from it, up and to the left (y points down).
+WRITTEN_CENTRE = (64.0, 64.0)
+WRITTEN_RADIUS = 20.0
+
+
+def _analysis_info(s: DenseSlice) -> dict[str, np.ndarray] | None:
+    """AnalysisInfo's PositionA, PositionB and Clockwise for `s`'s orientation.
+
+    None when the slice has no orientation. An export starts sector 0 at
+    PositionB, so only an orientation with the anterior RV insertion at
+    sector coordinate 0 can be written (the reader gives it back as is).
+
+    Raises:
+      ValueError: another orientation, or an invalid one.
+    """
+    o = s.orientation
+    if o is None:
+        return None
+    if o.sector0 != "rv_insertion" or o.offset != 0.0:
+        raise ValueError(
+            f"slice {s.key}: a DENSEanalysis export starts sector 0 at its "
+            "reference point (AnalysisInfo.PositionB, the anterior RV insertion), "
+            f"so it cannot hold the orientation {o.sector0} at {o.offset:g}; "
+            "write this slice as .npz, or give its orientation in the record sheet"
+        )
+    angle = np.deg2rad(orientation_lib.LANDMARK_DEG["rv_insertion"])
+    cx, cy = WRITTEN_CENTRE
+    rv = (cx + WRITTEN_RADIUS * np.cos(angle), cy - WRITTEN_RADIUS * np.sin(angle))
+    return {
+        POSITION_A[1]: np.array([WRITTEN_CENTRE]),
+        POSITION_B[1]: np.array([rv]),
+        CLOCKWISE[1]: np.array([[o.direction == "cw"]]),  # MATLAB logical
+    }
+
+
 def _structs(s: DenseSlice) -> dict[str, dict[str, np.ndarray]]:
     """The nested structs of an export as {struct: {field: MATLAB-shaped array}}.
 
@@ -291,6 +378,9 @@ def _structs(s: DenseSlice) -> dict[str, dict[str, np.ndarray]]:
     if s.tos_ms is not None:
         tos = np.asarray(s.tos_ms, dtype=np.float64).reshape(1, -1)
         structs[TOS_FULL_RES[0]] = {TOS_FULL_RES[1]: tos}
+    info = _analysis_info(s)
+    if info is not None:
+        structs[POSITION_A[0]] = info
     return structs
 
 
@@ -334,6 +424,17 @@ def _write_matlab_double(
     return dset
 
 
+def _write_matlab_array(parent: h5py.Group, name: str, value: np.ndarray) -> None:
+    """A MATLAB double, or a logical (uint8 with MATLAB_int_decode) for bools."""
+    if np.asarray(value).dtype != bool:
+        _write_matlab_double(parent, name, value)
+        return
+    arr = np.atleast_2d(np.asarray(value, dtype=np.uint8))
+    dset = parent.create_dataset(name, data=np.ascontiguousarray(arr.T))
+    dset.attrs.create("MATLAB_class", np.bytes_("logical"))
+    dset.attrs.create("MATLAB_int_decode", np.int32(1))
+
+
 def _write_struct_array_location(f: h5py.File, location: float) -> None:
     """SequenceInfo as a 1x2 struct array: references into '/#refs#'."""
     struct_name, field = SLICE_LOCATION
@@ -364,7 +465,7 @@ def write_v73(path: str, s: DenseSlice) -> None:
                 group = f.create_group(struct_name)
                 _set_matlab_struct(group, list(fields))
                 for field, value in fields.items():
-                    _write_matlab_double(group, field, value)
+                    _write_matlab_array(group, field, value)
             if s.slice_location is not None:
                 _write_struct_array_location(f, float(s.slice_location))
         header = _MAT73_HEADER_TEXT.ljust(116, b" ") + b" " * 8
@@ -382,12 +483,16 @@ def write(
     """One export per slice, `<output_dir>/<subject_id>/<slice_id>.mat`.
 
     MATLAB v5 with version="5", v7.3 (HDF5) with "7.3". Exports hold no
-    patient id and no scar, as real ones; `record_sheet.write` adds the CSV
-    sheet that names subjects and scar files. Returns the paths.
+    patient id and no scar, as real ones; an orientation other than "the
+    RV insertion at sector 0" is refused (ValueError) before anything is
+    written; `record_sheet.write` adds the CSV sheet that names subjects and
+    scar files. Returns the paths.
     """
     if version not in VERSIONS:
         raise ValueError(f"version must be '5' or '7.3', got {version!r}")
     common.check_unique(slices)
+    for s in slices:  # an orientation an export cannot hold: before any file
+        _analysis_info(s)
     write_file = write_v5 if version == "5" else write_v73
     paths = []
     for s in slices:

@@ -7,9 +7,11 @@ the authors' other key names (first found wins): strain
 `strainMatFullResolution` (leading singleton axes dropped), TOS
 `TOSfullRes_Jerry`/`TOS126`/`tos_ms`, subject `patient_name`, slice `slice_id`,
 location `slice_spatial_location`/`spatial_location`, scar `scar_fraction`
-(fractions). Missing subject: the folder's name; missing slice name:
-`<file stem>_<index>`, also the id of a rejected entry. Percent scar follows
-the per-file rule of `common.percent_to_fraction` (docs/data.md).
+(fractions), and the optional orientation_sector0, orientation_offset,
+orientation_direction (written when set). Missing subject: the folder's
+name; missing slice name: `<file stem>_<index>`, also the id of a rejected
+entry. Percent scar follows the per-file rule of `common.percent_to_fraction`
+(docs/data.md).
 
 Unpickling can run arbitrary code, so nothing is unpickled unless the caller
 passes allow_pickle=True.
@@ -26,7 +28,7 @@ import numpy as np
 
 from lma_tf import atomic, constants
 from lma_tf.data.formats import common
-from lma_tf.data.slices import DenseSlice, Reject, SliceError
+from lma_tf.data.slices import ORIENTATION_FIELDS, DenseSlice, Reject, SliceError
 
 EXTENSION = ".npy"
 
@@ -39,6 +41,8 @@ LOCATION_KEYS = ("slice_location", "slice_spatial_location", "spatial_location")
 SCAR_PERCENT = "scar_sector_percentage"  # written; percent (see the docstring)
 SCAR_FRACTION = "scar_fraction"  # read only, when there is no percent key
 FRAME_PERIOD = "frame_period_ms"  # read only; absent means 17 ms
+# Optional, read and written under the DenseSlice field names; absent: None.
+ORIENTATION_SECTOR0, ORIENTATION_OFFSET, ORIENTATION_DIRECTION = ORIENTATION_FIELDS
 
 
 def read(path: str, allow_pickle: bool = False) -> Iterator[DenseSlice | Reject]:
@@ -190,7 +194,18 @@ def _slice(path: str, entry: dict, slice_id: str, percent: bool) -> DenseSlice:
         scar_fraction=scar,
         slice_location=common.to_float(loc_key, entry[loc_key]) if loc_key else None,
         source=path,
+        **_orientation(entry),
     )
+
+
+def _orientation(entry: dict) -> dict[str, Any]:
+    """The entry's orientation keys (text, number, text); absent or empty: None."""
+    out: dict[str, Any] = {}
+    for key in ORIENTATION_FIELDS:
+        value = entry.get(key)
+        convert = common.to_float if key == ORIENTATION_OFFSET else common.to_str
+        out[key] = None if common.is_empty(value) else convert(key, value)
+    return out
 
 
 def to_dict(s: DenseSlice) -> dict[str, object]:
@@ -208,6 +223,10 @@ def to_dict(s: DenseSlice) -> dict[str, object]:
         ).astype(np.float32)
     if s.slice_location is not None:
         entry[LOCATION_KEYS[0]] = float(s.slice_location)
+    for key in ORIENTATION_FIELDS:
+        value = getattr(s, key)
+        if value is not None:
+            entry[key] = float(value) if key == ORIENTATION_OFFSET else str(value)
     return entry
 
 

@@ -2,24 +2,25 @@
 
 Layout written: `<dir>/<subject_id>/<slice_id>.npz`. Keys: subject_id,
 slice_id, strain_matrix (126, F), frame_period_ms, and tos_ms, scar_fraction,
-slice_location where the slice has them; strings as 0-d unicode arrays, so
-nothing needs pickle. On reading, a missing subject_id is the folder's name,
-a missing slice_id the file's stem, a missing frame period 17 ms
-(docs/data.md).
+slice_location and the three orientation keys (orientation_sector0,
+orientation_offset, orientation_direction) where the slice has them; strings
+as 0-d unicode arrays, so nothing needs pickle. On reading, a missing
+subject_id is the folder's name, a missing slice_id the file's stem, a
+missing frame period 17 ms, missing orientation keys None (docs/data.md).
 """
 
 from __future__ import annotations
 
 import io
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
 from lma_tf import atomic, constants
 from lma_tf.data.formats import common
-from lma_tf.data.slices import DenseSlice, Reject, SliceError
+from lma_tf.data.slices import ORIENTATION_FIELDS, DenseSlice, Reject, SliceError
 
 EXTENSION = ".npz"
 
@@ -30,7 +31,17 @@ FRAME_PERIOD = "frame_period_ms"
 TOS = "tos_ms"
 SCAR = "scar_fraction"
 SLICE_LOCATION = "slice_location"
-KEYS = (SUBJECT_ID, SLICE_ID, STRAIN, FRAME_PERIOD, TOS, SCAR, SLICE_LOCATION)
+ORIENTATION_SECTOR0, ORIENTATION_OFFSET, ORIENTATION_DIRECTION = ORIENTATION_FIELDS
+KEYS = (
+    SUBJECT_ID,
+    SLICE_ID,
+    STRAIN,
+    FRAME_PERIOD,
+    TOS,
+    SCAR,
+    SLICE_LOCATION,
+    *ORIENTATION_FIELDS,
+)
 
 
 def declared_arrays(path: str) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
@@ -122,9 +133,19 @@ def read(path: str) -> Iterator[DenseSlice | Reject]:
                     else None
                 ),
                 source=path,
+                **_orientation(keys, get),
             )
         except SliceError as e:
             yield Reject(path, slice_id, str(e))
+
+
+def _orientation(keys: set[str], get: Callable[[str], Any]) -> dict[str, Any]:
+    """The orientation keys present (text, number, text); absent ones None."""
+    out: dict[str, Any] = {}
+    for key in ORIENTATION_FIELDS:
+        convert = common.to_float if key == ORIENTATION_OFFSET else common.to_str
+        out[key] = convert(key, get(key)) if key in keys else None
+    return out
 
 
 def to_dict(s: DenseSlice) -> dict[str, np.ndarray]:
@@ -141,6 +162,12 @@ def to_dict(s: DenseSlice) -> dict[str, np.ndarray]:
         out[SCAR] = np.asarray(s.scar_fraction, dtype=np.float32)
     if s.slice_location is not None:
         out[SLICE_LOCATION] = np.array(float(s.slice_location))
+    if s.orientation_sector0 is not None:
+        out[ORIENTATION_SECTOR0] = np.array(str(s.orientation_sector0))
+    if s.orientation_offset is not None:
+        out[ORIENTATION_OFFSET] = np.array(float(s.orientation_offset))
+    if s.orientation_direction is not None:
+        out[ORIENTATION_DIRECTION] = np.array(str(s.orientation_direction))
     return out
 
 

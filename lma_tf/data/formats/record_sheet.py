@@ -2,7 +2,8 @@
 
 A record sheet names slice files, one per row, with optional columns that
 override what the file says: `file[,subject_id,slice_id,scar_csv,
-frame_period_ms,slice_location]` (header case-insensitive, paths relative to
+frame_period_ms,slice_location,orientation_sector0,orientation_offset,
+orientation_direction]` (header case-insensitive, paths relative to
 the sheet, blank lines and lines starting with '#' skipped). If a row names a
 slice_id and its file (a pickled `.npy`) holds several slices, the row selects
 the slice of that id. Rows may not name another sheet, nor (unless the
@@ -33,7 +34,7 @@ import numpy as np
 
 from lma_tf import atomic
 from lma_tf.data.formats import common
-from lma_tf.data.slices import DenseSlice, Reject, SliceError
+from lma_tf.data.slices import ORIENTATION_FIELDS, DenseSlice, Reject, SliceError
 
 EXTENSION = ".csv"
 MANIFEST_NAME = "manifest.csv"  # a folder holding one is described by it
@@ -45,7 +46,18 @@ SLICE_ID = "slice_id"
 SCAR_CSV = "scar_csv"
 FRAME_PERIOD = "frame_period_ms"
 SLICE_LOCATION = "slice_location"
-COLUMNS = (FILE, SUBJECT_ID, SLICE_ID, SCAR_CSV, FRAME_PERIOD, SLICE_LOCATION)
+# Each overrides its DenseSlice field of the same name (the file's orientation
+# is replaced field by field; validation wants all three or none in the end).
+ORIENTATION_SECTOR0, ORIENTATION_OFFSET, ORIENTATION_DIRECTION = ORIENTATION_FIELDS
+COLUMNS = (
+    FILE,
+    SUBJECT_ID,
+    SLICE_ID,
+    SCAR_CSV,
+    FRAME_PERIOD,
+    SLICE_LOCATION,
+    *ORIENTATION_FIELDS,
+)
 WRITTEN_COLUMNS = (FILE, SUBJECT_ID, SLICE_ID, SCAR_CSV)
 
 SCAR_COLUMNS = (
@@ -247,7 +259,10 @@ def _overrides(
         overrides["subject_id"] = values[SUBJECT_ID]
     if values.get(SLICE_ID):
         overrides["slice_id"] = values[SLICE_ID]
-    for col in (FRAME_PERIOD, SLICE_LOCATION):  # same names as DenseSlice's
+    for col in (ORIENTATION_SECTOR0, ORIENTATION_DIRECTION):  # checked later
+        if values.get(col):
+            overrides[col] = values[col]
+    for col in (FRAME_PERIOD, SLICE_LOCATION, ORIENTATION_OFFSET):
         if values.get(col):
             try:
                 overrides[col] = common.to_float(col, values[col])
