@@ -181,8 +181,10 @@ def _one_patient(root: str, num_slices: int, seed: int) -> str:
     return os.path.join(root, "PATIENT01")
 
 
-def _cold_predict_seconds(args: list[str], runs: int) -> list[float]:
-    """Wall seconds of `runs` fresh `python -m lma_tf.cli.predict ARGS` processes."""
+def _cold_predict_seconds(args: list[str], runs: int) -> tuple[list[float], float]:
+    """Wall seconds of `runs` fresh `python -m lma_tf.cli.predict ARGS` processes,
+    and their median CPU seconds (user + system: less sensitive to a busy CPU)."""
+    import resource
     import subprocess
     import sys
 
@@ -192,14 +194,20 @@ def _cold_predict_seconds(args: list[str], runs: int) -> list[float]:
     paths = [package_root, *filter(None, [os.environ.get("PYTHONPATH")])]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
     cmd = [sys.executable, "-m", "lma_tf.cli.predict", *args]
-    times = []
+    times, cpu = [], []
+
+    def children_cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
     for _ in range(runs):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), children_cpu()
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
         times.append(time.perf_counter() - start)
+        cpu.append(children_cpu() - start_cpu)
         if proc.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed: {proc.stderr[-2000:]}")
-    return times
+    return times, float(np.median(cpu))
 
 
 def bench_patient(num_slices: int = 5, runs: int = 5, seed: int = 0) -> dict:
@@ -224,13 +232,15 @@ def bench_patient(num_slices: int = 5, runs: int = 5, seed: int = 0) -> dict:
         for name in ("onnx", "tensorflow"):
             out = os.path.join(tmp, f"{name}.csv")
             args = [f"--saved_model={path}", f"--input={patient}", f"--output={out}"]
-            seconds = _cold_predict_seconds([*args, f"--runtime={name}"], runs)
+            seconds, cpu = _cold_predict_seconds([*args, f"--runtime={name}"], runs)
             result[f"{name}_patient_cold_s"] = float(np.median(seconds))
             result[f"{name}_patient_cold_s_min"] = float(np.min(seconds))
+            result[f"{name}_patient_cpu_s"] = cpu
     result["ratio_tensorflow_to_onnx"] = (
         result["tensorflow_patient_cold_s"] / result["onnx_patient_cold_s"]
     )
     result["cpu_count"] = os.cpu_count()
+    result["load_average_1min"] = os.getloadavg()[0]  # other work on the CPU
     return result
 
 

@@ -70,6 +70,11 @@ class OnnxModel:
         onnx_file = os.path.join(version_dir, layout.ONNX_FILE)
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only: no graph-rewrite notes
+        # Idle threads sleep instead of spinning: on a shared or busy CPU,
+        # spinning threads fight the one doing the work (several times
+        # slower on a loaded 2-core machine), for a gain of microseconds.
+        for pool in ("intra", "inter"):
+            options.add_session_config_entry(f"session.{pool}_op.allow_spinning", "0")
         try:
             self._session = ort.InferenceSession(
                 onnx_file, options, providers=["CPUExecutionProvider"]
