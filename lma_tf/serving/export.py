@@ -137,6 +137,7 @@ def _export_info(
 ) -> dict:
     return {
         "formats": list(formats),
+        "format": ",".join(formats),  # the same as one string, as older exports had
         "version": version,
         "source_model_dir": os.path.abspath(source) if source else "",
         "model_kind": config.model.kind,
