@@ -67,6 +67,9 @@ def _predicted(s: DenseSlice, outputs: dict[str, np.ndarray]) -> PredictedSlice:
         combined_tos_ms=outputs[contract.COMBINED_TOS_MS],
         true_tos_ms=s.tos_ms,
         scar_fraction=s.scar_fraction,
+        orientation_sector0=s.orientation_sector0,
+        orientation_offset=s.orientation_offset,
+        orientation_direction=s.orientation_direction,
     )
 
 

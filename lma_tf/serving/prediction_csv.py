@@ -4,6 +4,10 @@ One row per slice and sector (0..125, DENSEanalysis order):
 `subject_id, slice_id, slice_location, sector, tos_ms, lma_probability,
 combined_tos_ms, true_tos_ms, scar_fraction`. The last two hold the input's
 known labels, empty when it has none; `slice_location` is empty when unknown.
+Three more optional columns carry the slice's sector orientation
+(`orientation_sector0`, `orientation_offset`, `orientation_direction`; the
+same on every row of a slice, empty when the input did not state it), so the
+report maps sectors to AHA segments the way the data say.
 `predict` writes it; the activation maps, the demo and reports read it.
 """
 
@@ -34,7 +38,13 @@ REQUIRED_COLUMNS = (
     COMBINED_TOS_MS,
 )
 OPTIONAL_COLUMNS = (TRUE_TOS_MS, SCAR_FRACTION)
-COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
+ORIENTATION_COLUMNS = (
+    "orientation_sector0",
+    "orientation_offset",
+    "orientation_direction",
+)
+COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS + ORIENTATION_COLUMNS
+_SECTOR_COLUMNS = (TOS_MS, LMA_PROBABILITY, COMBINED_TOS_MS, *OPTIONAL_COLUMNS)
 TOS_COLUMNS = (COMBINED_TOS_MS, TOS_MS)
 _FORMATS = {TOS_MS: ".4f", LMA_PROBABILITY: ".6f", COMBINED_TOS_MS: ".4f"}
 _FORMATS.update({TRUE_TOS_MS: ".4f", SCAR_FRACTION: ".4f"})
@@ -56,6 +66,19 @@ class PredictedSlice:
     combined_tos_ms: np.ndarray
     true_tos_ms: np.ndarray | None = None
     scar_fraction: np.ndarray | None = None
+    orientation_sector0: str | None = None
+    orientation_offset: float | None = None
+    orientation_direction: str | None = None
+
+    def orientation_cells(self) -> tuple[str, str, str]:
+        """The three orientation cells of this slice's rows ("" when unknown)."""
+        if self.orientation_sector0 is None:
+            return ("", "", "")
+        return (
+            str(self.orientation_sector0),
+            f"{float(self.orientation_offset):g}",
+            str(self.orientation_direction),
+        )
 
 
 def _cells(values: np.ndarray | None, fmt: str) -> list[str]:
@@ -73,10 +96,12 @@ def write(slices: Iterable[PredictedSlice], path: str) -> int:
             w.writerow(COLUMNS)
             for s in slices:
                 loc = "" if s.slice_location is None else f"{s.slice_location:g}"
-                cols = [_cells(getattr(s, c), _FORMATS[c]) for c in COLUMNS[4:]]
+                cols = [_cells(getattr(s, c), _FORMATS[c]) for c in _SECTOR_COLUMNS]
+                orient = s.orientation_cells()
                 for k in range(constants.NUM_SECTORS):
                     w.writerow(
                         (s.subject_id, s.slice_id, loc, k, *(c[k] for c in cols))
+                        + orient
                     )
                     rows += 1
             f.flush()
@@ -118,11 +143,17 @@ def read(path: str) -> list[PredictedSlice]:
                 raise PredictionCsvError(
                     f"{path}:{line}: sector {sector} not in 0..{n - 1}"
                 )
+            orient = tuple((row.get(c) or "").strip() for c in ORIENTATION_COLUMNS)
             s = slices.setdefault(
                 key,
-                {"location": location, "seen": np.zeros(n, bool)}
+                {"location": location, "seen": np.zeros(n, bool), "orient": orient}
                 | {c: np.full(n, np.nan) for c in values},
             )
+            if s["orient"] != orient:
+                raise PredictionCsvError(
+                    f"{path}:{line}: the orientation of slice {key} differs "
+                    "between its rows"
+                )
             if s["seen"][sector]:
                 raise PredictionCsvError(
                     f"{path}:{line}: sector {sector} of {key} repeated"
@@ -134,6 +165,21 @@ def read(path: str) -> list[PredictedSlice]:
     def present(a: np.ndarray | None) -> np.ndarray | None:
         return a if a is not None and np.isfinite(a).any() else None
 
+    def orientation(cells: tuple[str, str, str], key) -> dict:
+        if not any(cells):
+            return {}
+        try:
+            offset = float(cells[1])
+        except ValueError:
+            raise PredictionCsvError(
+                f"{path}: slice {key}: orientation_offset is not a number"
+            ) from None
+        return {
+            "orientation_sector0": cells[0],
+            "orientation_offset": offset,
+            "orientation_direction": cells[2],
+        }
+
     return [
         PredictedSlice(
             subject_id=subject,
@@ -144,6 +190,7 @@ def read(path: str) -> list[PredictedSlice]:
             combined_tos_ms=s[COMBINED_TOS_MS],
             true_tos_ms=present(s.get(TRUE_TOS_MS)),
             scar_fraction=present(s.get(SCAR_FRACTION)),
+            **orientation(s["orient"], (subject, slice_id)),
         )
         for (subject, slice_id), s in slices.items()
     ]

@@ -133,7 +133,6 @@ def main(argv: list[str]) -> int:
     """Writes the figure to argv[1] (default docs/images/decision_orientation.png)."""
     path = argv[1] if len(argv) > 1 else "docs/images/decision_orientation.png"
     figures.save_figure(orientation_figure(), path, dpi=90)
-    print(path)
     return 0
 
 
