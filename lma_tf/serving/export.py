@@ -44,7 +44,7 @@ import tensorflow as tf
 from absl import logging
 
 from lma_tf import atomic
-from lma_tf.data import preprocess
+from lma_tf.data import sector_padding
 from lma_tf.errors import LmaError, UsageError
 from lma_tf.models import registry
 from lma_tf.serving import contract, layout, signatures
@@ -68,7 +68,7 @@ def serving_functions(
     data = config.data
 
     def run_model(strain: tf.Tensor) -> dict[str, tf.Tensor]:
-        x = preprocess.pad_sectors(strain, data.num_sectors, axis=1)
+        x = sector_padding.pad(strain, data, axis=1)
         return signatures.outputs_from_model(model(x, training=False))
 
     def serve_strain(strain: tf.Tensor, frame_period_ms: tf.Tensor) -> dict:

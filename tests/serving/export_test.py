@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 
 from lma_tf import constants, rules, testing
-from lma_tf.data import features, pipeline, preprocess
+from lma_tf.data import features, pipeline, preprocess, sector_padding
 from lma_tf.data.slices import DenseSlice
 from lma_tf.errors import UsageError
 from lma_tf.serving import contract, export, layout, runtime
@@ -31,7 +31,7 @@ ATOL_PROB = 1e-5
 
 def _expected(model, config, fitted: tf.Tensor) -> dict:
     """The serving outputs computed with numpy from the Keras model's raw outputs."""
-    x = preprocess.pad_sectors(fitted, config.data.num_sectors, axis=1)
+    x = sector_padding.pad(fitted, config.data, axis=1)
     out = model(x, training=False)
     tos = rules.floor_tos(out["tos"].numpy()[:, : constants.NUM_SECTORS])
     prob = rules.lma_probability(out["lma"].numpy()[:, : constants.NUM_SECTORS])
