@@ -100,7 +100,8 @@ def run(command: str, main: Callable[[list[str]], None], argv=None) -> None:
     from lma_tf.errors import LmaError
 
     # TensorFlow's C++ start-up banner buries the command's own output.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if not os.environ.get("TF_CPP_MIN_LOG_LEVEL"):
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
     _adopt_help(main)
 
     def guarded(args: list[str]) -> None:

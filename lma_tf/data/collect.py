@@ -7,14 +7,35 @@ slices; numpy/scipy/h5py only, for the TensorFlow-free serving path.
 
 from __future__ import annotations
 
+import collections
+import itertools
+import os
 import sys
 from collections.abc import Callable, Sequence
 
 import tqdm
 
+from lma_tf import textsafe
 from lma_tf.data import sources
 from lma_tf.data.formats.common import describe
 from lma_tf.data.slices import DenseSlice, Reject, SliceError, validate_slice
+from lma_tf.errors import UsageError
+
+
+def _nothing_to_read(inputs: Sequence[str], limit: int = 10_000) -> str:
+    """Why the inputs hold no slice file: what was there, and what is read."""
+    seen: collections.Counter = collections.Counter()
+    for root in inputs:
+        for _, _, names in itertools.islice(os.walk(root), limit):
+            seen.update(os.path.splitext(n)[1].lower() or "(none)" for n in names)
+    there = ", ".join(f"{n} {ext}" for ext, n in seen.most_common(5)) or "no files"
+    return (
+        f"no slice file in {[textsafe.clean(i) for i in inputs]} (found: "
+        f"{textsafe.clean(there)}); supported inputs are "
+        f"{', '.join(sources.SLICE_EXTENSIONS)} files and CSV record sheets "
+        f"({sources.MANIFEST_NAME}); DICOM images must first be analysed with "
+        "DENSEanalysis and exported as .mat (docs/data.md)"
+    )
 
 
 def report_to_stderr(r: Reject) -> None:
@@ -52,6 +73,8 @@ def collect_slices(
     for r in found.rejects:
         reject(r)
     files = found.files
+    if not files and not found.rejects:
+        raise UsageError(_nothing_to_read(inputs))
     for path in tqdm.tqdm(files, desc="reading", unit="file", disable=not progress):
         kept = refused = 0
         for item in sources.read_source(path, allow_pickle, found.scope):

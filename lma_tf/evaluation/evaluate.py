@@ -43,6 +43,7 @@ def evaluate(
         batch.weight,
     )
     result = metrics.sector_metrics(*arrays, float(config.data.frame_period_ms))
+    result.update(_decision_and_calibration(batch, pred, output_dir))
     ids = list(zip(batch.subject_id, batch.slice_id))
     result.update(
         {
@@ -59,6 +60,52 @@ def evaluate(
     metrics.write_csv(rows, os.path.join(output_dir, "per_slice.csv"))
     _figures(batch, pred, output_dir, num_figures)
     return result
+
+
+def _decision_and_calibration(
+    batch: inference.SliceBatch, pred: inference.Predictions, output_dir: str
+) -> dict:
+    """Pacing-target accuracy per subject and the LMA probability's calibration.
+
+    Decision metrics (`lma_tf.decision.report`): whether the top recommended
+    AHA segment is the true latest-activating scar-free one (synthetic
+    convention: the default orientation). Calibration: expected calibration
+    error over 15 bins and a reliability diagram; a model with no LMA head
+    gives 0/1 probabilities, whose ECE is its error rate.
+    """
+    from lma_tf.decision import calibration
+    from lma_tf.decision import report as decision_report
+    from lma_tf.viz import reliability
+
+    out: dict = {}
+    labelled = batch.weight.sum(axis=1) > 0
+    if labelled.any():
+        out["lma_ece"] = calibration.ece(
+            pred.lma_probability, batch.true_lma, batch.weight
+        )
+        reliability.plot_reliability(
+            {"P(LMA)": pred.lma_probability},
+            batch.true_lma,
+            os.path.join(output_dir, "reliability.png"),
+            batch.weight,
+        )
+    if pred.tos_ms is not None:
+        slices = decision_report.predicted_slices(
+            batch.subject_id,
+            batch.slice_id,
+            batch.slice_location,
+            pred.tos_ms,
+            pred.lma_probability,
+            batch.true_tos,
+            batch.scar,
+            batch.has_tos,
+            batch.has_scar,
+        )
+        decision = decision_report.decision_metrics(slices)
+        for key in ("top1_accuracy", "top2_accuracy", "adjacent_accuracy"):
+            out[f"decision_{key}"] = decision[key]
+        out["decision_num_subjects"] = decision["num_subjects"]
+    return out
 
 
 def _figures(

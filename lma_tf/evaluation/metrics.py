@@ -46,6 +46,9 @@ DEFAULT_TABLE_KEYS = (
     "lma_precision",
     "lma_recall",
     "lma_f1",
+    "lma_ece",
+    "decision_top1_accuracy",
+    "decision_top2_accuracy",
 )
 
 CSV_COLUMNS = (

@@ -14,6 +14,7 @@ import dataclasses
 import math
 import os
 import shutil
+import time
 from collections.abc import Callable
 
 import keras
@@ -24,7 +25,7 @@ from absl import logging
 
 from lma_tf import config as lma_config
 from lma_tf.data import pipeline
-from lma_tf.errors import LmaError
+from lma_tf.errors import LmaError, UsageError
 from lma_tf.models import registry
 from lma_tf.training import run_dir, steps
 from lma_tf.training import strategy as lma_strategy
@@ -32,6 +33,10 @@ from lma_tf.training import strategy as lma_strategy
 
 class TrainingError(LmaError):
     """Training cannot go on (e.g. the loss became NaN); exit status 1."""
+
+
+class TrainSplitError(TrainingError, UsageError):
+    """The train split is empty or smaller than a batch: a usage fix (exit 2)."""
 
 
 class NonFiniteError(TrainingError):
@@ -47,12 +52,12 @@ def steps_per_epoch(config: ml_collections.ConfigDict) -> int:
     batch = int(config.train.batch_size)
     num_train = pipeline.count_examples(config, "train")
     if num_train == 0:
-        raise TrainingError(
+        raise TrainSplitError(
             f"{config.data.records_dir}: the train split is empty (rerun "
-            "make_records with another --split or more subjects)"
+            "`lma-tf convert` with another --split or more subjects)"
         )
     if num_train < batch:
-        raise TrainingError(
+        raise TrainSplitError(
             f"train split has {num_train} slices, less than a batch of {batch}; "
             f"use --config.train.batch_size={num_train} (or smaller)"
         )
@@ -291,6 +296,7 @@ class Trainer:
             verbose=1 if self.progress else 0,
         )
         totals: dict[str, float] = {}
+        clock = time.perf_counter()
         for step in range(start_step, num_steps):
             sums = {k: float(v) for k, v in self.train_step(iterator).items()}
             if not math.isfinite(sums["loss"]):
@@ -305,12 +311,27 @@ class Trainer:
                 step + 1, list(steps.finish(totals, done * self.global_batch).items())
             )
             state.step.assign(step + 1)
+            every = int(self.config.train.log_every_steps)
+            if every > 0 and (step + 1) % every == 0:
+                now = time.perf_counter()
+                self._log_step(sums, every * self.global_batch / (now - clock))
+                clock = now
             if (step + 1) % int(self.config.train.backup_every_steps) == 0:
                 state.save_backup()
             if fault_hook is not None:
                 fault_hook(state.global_step)
         done = max(num_steps - start_step, 1)
         return steps.finish(totals, done * self.global_batch)
+
+    def _log_step(self, sums: dict, examples_per_second: float) -> None:
+        """Per-step TensorBoard scalars: loss, learning rate, examples/s."""
+        step_metrics = steps.finish(sums, self.global_batch)
+        optimizer = self.state.optimizer
+        lr = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+        with self.writers["train"].as_default(step=self.state.global_step):
+            tf.summary.scalar("step/loss", step_metrics["loss"])
+            tf.summary.scalar("step/learning_rate", lr)
+            tf.summary.scalar("step/examples_per_second", examples_per_second)
 
     def validate(self) -> dict:
         """The val split's metrics, named `val_*`.
