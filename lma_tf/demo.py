@@ -15,6 +15,7 @@ import os
 from lma_tf import config as lma_config
 from lma_tf import rules
 from lma_tf.data import records, synthetic, synthetic_io
+from lma_tf.decision import run as decision_run
 from lma_tf.evaluation import evaluate, metrics
 from lma_tf.serving import export, predict, prediction_csv
 from lma_tf.training import train_lib as train
@@ -79,7 +80,19 @@ def run_demo(
             os.path.join(results_dir, "gradcam"),
             slice_ids=_most_late_slices(predictions, 4),
         )
-        figures = {"activation_maps": maps, "gradcam": cams["figures"]}
+        # The pacing decision per test subject, with the strain of the slice
+        # through the top target drawn from the raw files.
+        reports = decision_run.write_reports(
+            [predictions],
+            os.path.join(results_dir, "reports"),
+            model=decision_run.load_model_info(None, version_dir),
+            strain_inputs=[os.path.join(cohort_dir, s) for s in test_subjects],
+        )
+        figures = {
+            "activation_maps": maps,
+            "gradcam": cams["figures"],
+            "reports": [p for p in reports["paths"] if p.endswith(".png")],
+        }
         print(f"[demo] SavedModel {version_dir}; predictions {predictions}")
         print(
             f"[demo] {len(maps)} activation maps/bullseyes and "

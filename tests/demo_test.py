@@ -17,3 +17,11 @@ def test_demo_runs_every_stage(tmp_path):
     maps = out["figures"]["activation_maps"]
     assert maps and all(os.path.getsize(p) > 10_000 for p in maps)
     assert len(out["figures"]["gradcam"]) == 4
+    # One pacing report page (and report.json) per test subject.
+    manifest = json.loads((tmp_path / "records" / "manifest.json").read_text())
+    test_subjects = manifest["splits"]["test"]["subjects"]
+    pages = [p for p in out["figures"]["reports"] if p.endswith("report.png")]
+    assert len(pages) == len(test_subjects)
+    for page in pages:
+        report = json.loads(open(page[: -len(".png")] + ".json").read())
+        assert report["subject_id"] in test_subjects
