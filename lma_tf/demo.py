@@ -58,46 +58,14 @@ def run_demo(
     results = evaluate.compare(model_dirs, results_dir, split="test")
     print(f"[demo] test split, written to {results_dir}:")
     print(metrics.comparison_table(results))
-    # Serving path on the test subjects, as on new patients: SavedModel ->
-    # batch prediction from the raw files -> 3-D activation maps + bullseyes.
     networks = [d for d, n in zip(model_dirs, experiments) if n != "classical"]
     figures = {}
     if networks:
-        export_dir = os.path.join(output_dir, "export")
-        version_dir = export.export(networks[0], export_dir)
-        test_subjects = manifest["splits"]["test"]["subjects"]
-        predictions = os.path.join(results_dir, "test_predictions.csv")
-        predict.predict(
-            version_dir,
-            [os.path.join(cohort_dir, subject) for subject in test_subjects],
-            predictions,
-        )
-        maps = activation_map.activation_maps_from_csv(
-            predictions, os.path.join(results_dir, "activation_maps")
-        )
-        cams = explain.run_gradcam(
-            networks[:2],
-            os.path.join(results_dir, "gradcam"),
-            slice_ids=_most_late_slices(predictions, 4),
-        )
-        # The pacing decision per test subject, with the strain of the slice
-        # through the top target drawn from the raw files.
-        reports = decision_run.write_reports(
-            [predictions],
-            os.path.join(results_dir, "reports"),
-            model=decision_run.load_model_info(None, version_dir),
-            strain_inputs=[os.path.join(cohort_dir, s) for s in test_subjects],
-        )
-        figures = {
-            "activation_maps": maps,
-            "gradcam": cams["figures"],
-            "reports": [p for p in reports["paths"] if p.endswith(".png")],
-        }
-        print(f"[demo] SavedModel {version_dir}; predictions {predictions}")
-        print(
-            f"[demo] {len(maps)} activation maps/bullseyes and "
-            f"{len(cams['figures'])} Grad-CAM figures under {results_dir}"
-        )
+        test_dirs = [
+            os.path.join(cohort_dir, subject)
+            for subject in manifest["splits"]["test"]["subjects"]
+        ]
+        figures = serve_and_explain(networks, test_dirs, output_dir, results_dir)
     return {
         "figures": figures,
         "cohort_dir": cohort_dir,
@@ -106,6 +74,46 @@ def run_demo(
         "model_dirs": model_dirs,
         "results_dir": results_dir,
         "results": results,
+    }
+
+
+def serve_and_explain(
+    networks: list[str], test_dirs: list[str], output_dir: str, results_dir: str
+) -> dict:
+    """The serving path on the test subjects, as on new patients.
+
+    SavedModel export of the first network -> batch prediction from the raw
+    files -> 3-D activation maps + bullseyes -> Grad-CAM of up to two
+    networks -> the pacing report of every subject. Returns the figures.
+    """
+    version_dir = export.export(networks[0], os.path.join(output_dir, "export"))
+    predictions = os.path.join(results_dir, "test_predictions.csv")
+    predict.predict(version_dir, test_dirs, predictions)
+    maps = activation_map.activation_maps_from_csv(
+        predictions, os.path.join(results_dir, "activation_maps")
+    )
+    cams = explain.run_gradcam(
+        networks[:2],
+        os.path.join(results_dir, "gradcam"),
+        slice_ids=_most_late_slices(predictions, 4),
+    )
+    # The strain of the slice through each top target comes from the raw files.
+    reports = decision_run.write_reports(
+        [predictions],
+        os.path.join(results_dir, "reports"),
+        model=decision_run.load_model_info(None, version_dir),
+        strain_inputs=test_dirs,
+    )
+    print(f"[demo] SavedModel {version_dir}; predictions {predictions}")
+    print(
+        f"[demo] {len(maps)} activation maps/bullseyes, {len(cams['figures'])} "
+        f"Grad-CAM figures and {reports['num_subjects']} pacing reports under "
+        f"{results_dir}"
+    )
+    return {
+        "activation_maps": maps,
+        "gradcam": cams["figures"],
+        "reports": [p for p in reports["paths"] if p.endswith(".png")],
     }
 
 

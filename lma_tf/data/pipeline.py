@@ -132,6 +132,39 @@ def to_model_inputs(batch: dict, data: ml_collections.ConfigDict, metadata: bool
     return feats, {"tos": tos, "lma": lma}, {"tos": weight, "lma": weight}
 
 
+def read_examples(
+    files: list[str],
+    compression: str,
+    data: ml_collections.ConfigDict,
+    training: bool,
+    seed: int,
+    num_pipelines: int,
+    pipeline_id: int,
+) -> tf.data.Dataset:
+    """Parsed, model-fitted examples of this input pipeline's share of `files`.
+
+    File shuffle (training) -> shard by file when there are enough files ->
+    interleave -> otherwise shard by record -> parse and fit.
+    """
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    if training:
+        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    shard_by_file = num_pipelines > 1 and len(files) >= num_pipelines
+    if shard_by_file:
+        ds = ds.shard(num_pipelines, pipeline_id)
+    ds = ds.interleave(
+        lambda f: tf.data.TFRecordDataset(f, compression_type=compression),
+        cycle_length=max(1, min(int(data.cycle_length), len(files))),
+        num_parallel_calls=AUTOTUNE,
+        # Sharding by record needs the same order in every pipeline, or the
+        # pipelines' shards would overlap and miss records.
+        deterministic=bool(data.deterministic) or num_pipelines > 1,
+    )
+    if num_pipelines > 1 and not shard_by_file:
+        ds = ds.shard(num_pipelines, pipeline_id)
+    return ds.map(lambda x: parse_and_fit(x, data), num_parallel_calls=AUTOTUNE)
+
+
 def make_dataset(
     config: ml_collections.ConfigDict,
     split: str,
@@ -197,23 +230,9 @@ def make_dataset(
         )
         return ds.with_options(options)
 
-    ds = tf.data.Dataset.from_tensor_slices(files)
-    if training:
-        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    shard_by_file = num_pipelines > 1 and len(files) >= num_pipelines
-    if shard_by_file:
-        ds = ds.shard(num_pipelines, pipeline_id)
-    ds = ds.interleave(
-        lambda f: tf.data.TFRecordDataset(f, compression_type=compression),
-        cycle_length=max(1, min(int(data.cycle_length), len(files))),
-        num_parallel_calls=AUTOTUNE,
-        # Sharding by record needs the same order in every pipeline, or the
-        # pipelines' shards would overlap and miss records.
-        deterministic=bool(data.deterministic) or num_pipelines > 1,
+    ds = read_examples(
+        files, compression, data, training, seed, num_pipelines, pipeline_id
     )
-    if num_pipelines > 1 and not shard_by_file:
-        ds = ds.shard(num_pipelines, pipeline_id)
-    ds = ds.map(lambda x: parse_and_fit(x, data), num_parallel_calls=AUTOTUNE)
     if data.cache and cache_fits(config, split):
         ds = ds.cache()
     ds = batch_examples(
