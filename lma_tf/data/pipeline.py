@@ -218,23 +218,12 @@ def make_dataset(
     if training and split == "train" and expansion.enabled(data):
         # The authors' fixed expansion of the train split (data/expansion.py).
         ds = expansion.dataset(config, seed, num_pipelines, pipeline_id)
-        ds = batch_examples(
-            ds,
-            config,
-            batch,
-            training,
-            repeat,
-            include_metadata,
-            seed=seed * 1009 + pipeline_id,
-            skip_batches=skip_batches,
+    else:
+        ds = read_examples(
+            files, compression, data, training, seed, num_pipelines, pipeline_id
         )
-        return ds.with_options(options)
-
-    ds = read_examples(
-        files, compression, data, training, seed, num_pipelines, pipeline_id
-    )
-    if data.cache and cache_fits(config, split):
-        ds = ds.cache()
+        if data.cache and cache_fits(config, split):
+            ds = ds.cache()
     ds = batch_examples(
         ds,
         config,

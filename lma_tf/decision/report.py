@@ -152,6 +152,19 @@ def predicted_slices(
     ]
 
 
+def labelled_probabilities(slices: Sequence) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 126) P(LMA) and labels (`rules.lma_labels`) of labelled slices.
+
+    Labels are NaN on sectors without a true TOS, so they never count.
+    """
+    prob = np.stack([s.lma_probability for s in slices])
+    true_tos = np.stack([s.true_tos_ms for s in slices])
+    labels = np.stack(
+        [rules.lma_labels(s.true_tos_ms, s.scar_fraction) for s in slices]
+    )
+    return prob, np.where(np.isfinite(true_tos), labels, np.nan)
+
+
 def _share(flags: list[bool]) -> float | None:
     return float(np.mean(flags)) if flags else None
 
@@ -210,11 +223,7 @@ def sector_calibration(
     ens = [s for s in uncertainty.as_ensemble(slices) if s.true_tos_ms is not None]
     if not ens:
         return None
-    prob = np.stack([s.lma_probability for s in ens])
-    labels = np.stack([rules.lma_labels(s.true_tos_ms, s.scar_fraction) for s in ens])
-    labels = np.where(
-        np.isfinite(np.stack([s.true_tos_ms for s in ens])), labels, np.nan
-    )
+    prob, labels = labelled_probabilities(ens)
     rel = calibration.reliability(prob, labels, num_bins=num_bins)
     members = max(s.num_members for s in ens)
     coverage = None

@@ -157,11 +157,7 @@ def _reliability(results, temperature: float, path: str) -> str | None:
     ens = [s for r in results for s in r.slices if s.true_tos_ms is not None]
     if not ens:
         return None
-    prob = np.stack([s.lma_probability for s in ens])
-    labels = np.stack([rules.lma_labels(s.true_tos_ms, s.scar_fraction) for s in ens])
-    labels = np.where(
-        np.isfinite(np.stack([s.true_tos_ms for s in ens])), labels, np.nan
-    )
+    prob, labels = report.labelled_probabilities(ens)
     curves = {"P(LMA)": prob}
     if temperature != 1.0:
         raw = calibration.rescale_probability(prob, 1.0 / temperature)
