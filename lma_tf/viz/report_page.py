@@ -189,18 +189,8 @@ def _draw_strain(ax: Axes, result: SubjectResult, found: tuple, strains: Mapping
     s, level, mask = found
     matrix, period = strains[s.slice_id]
     matrix = strain.check_strain(matrix)
-    n, f = matrix.shape
-    extent = strain.strain_extent(n, f, float(period))
-    ax.imshow(
-        matrix,
-        cmap=figures.STRAIN_CMAP,
-        vmin=-figures.STRAIN_LIMIT,
-        vmax=figures.STRAIN_LIMIT,
-        origin="lower",
-        aspect="auto",
-        interpolation="nearest",
-        extent=extent,
-    )
+    n = matrix.shape[0]
+    _, extent = strain.draw_strain_image(ax, matrix, float(period))
     for start, length in figures.runs(mask):
         ax.axhspan(start - 0.5, start + length - 0.5, color="black", alpha=0.15)
     curves = [

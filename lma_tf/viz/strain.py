@@ -39,6 +39,26 @@ def strain_extent(
     return (0.5 * period, (num_frames + 0.5) * period, -0.5, num_sectors - 0.5)
 
 
+def draw_strain_image(ax, strain: np.ndarray, frame_period_ms: float):
+    """The (sectors, frames) strain on `ax` in ms, sector 0 at the bottom.
+
+    Returns (image, extent), the extent as `strain_extent` gives it.
+    """
+    num_sectors, num_frames = strain.shape
+    extent = strain_extent(num_sectors, num_frames, frame_period_ms)
+    image = ax.imshow(
+        strain,
+        cmap=figures.STRAIN_CMAP,
+        vmin=-figures.STRAIN_LIMIT,
+        vmax=figures.STRAIN_LIMIT,
+        origin="lower",
+        aspect="auto",
+        interpolation="nearest",
+        extent=extent,
+    )
+    return image, extent
+
+
 def check_strain(strain: np.ndarray) -> np.ndarray:
     """`strain` as a float (sectors, frames) array; ValueError otherwise."""
     strain = np.asarray(strain, dtype=np.float64)
@@ -108,17 +128,7 @@ def strain_tos_figure(
     strain = check_strain(strain)
     num_sectors, num_frames = strain.shape
     fig, (ax,) = figures.grid(1, panel=(8.0, 5.0))
-    extent = strain_extent(num_sectors, num_frames, float(frame_period_ms))
-    image = ax.imshow(
-        strain,
-        cmap=figures.STRAIN_CMAP,
-        vmin=-figures.STRAIN_LIMIT,
-        vmax=figures.STRAIN_LIMIT,
-        origin="lower",
-        aspect="auto",
-        interpolation="nearest",
-        extent=extent,
-    )
+    image, extent = draw_strain_image(ax, strain, float(frame_period_ms))
     handles = draw_tos_lines(
         ax,
         [("true", true_tos), ("pred", pred_tos), ("combined", combined_tos)],
