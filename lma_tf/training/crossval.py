@@ -38,7 +38,15 @@ RESULT_JSON = "result.json"
 PREDICTIONS_NPZ = "predictions.npz"
 SUMMARY_JSON = "crossval.json"
 # Shown in the summaries; "_tuned": with the rule chosen on validation.
-SUMMARY_KEYS = (*paired.METRICS, "combined_tos_mae_ms_scar_tuned", "lma_accuracy_tuned")
+SUMMARY_KEYS = (
+    *paired.METRICS,
+    "combined_tos_mae_ms_scar_tuned",
+    "lma_accuracy_tuned",
+    "decision_top1_accuracy",
+    "decision_top2_accuracy",
+    "lma_ece",
+    "lma_ece_calibrated",
+)
 
 
 def experiment_config(
@@ -180,9 +188,14 @@ def estimate(
 
 
 def _prediction_arrays(
-    batch: inference.SliceBatch, pred: inference.Predictions, rule: rule_search.Rule
+    batch: inference.SliceBatch,
+    pred: inference.Predictions,
+    rule: rule_search.Rule,
+    temperature: float,
 ) -> dict[str, np.ndarray]:
     """What a fold saves about its held-out slices (see `paired.slice_terms`)."""
+    from lma_tf.decision import calibration
+
     n = len(batch)
     tos = pred.tos_ms if pred.tos_ms is not None else np.full((n, 126), np.nan)
     calls = rules.lma_call(pred.lma_probability)
@@ -190,6 +203,8 @@ def _prediction_arrays(
     return {
         "subject_id": np.asarray(batch.subject_id, dtype=str),
         "slice_id": np.asarray(batch.slice_id, dtype=str),
+        "slice_location": np.asarray(batch.slice_location, np.float64),
+        "has_tos": batch.has_tos.astype(np.float32),
         "true_tos": batch.true_tos,
         "true_lma": batch.true_lma,
         "scar": batch.scar,
@@ -197,6 +212,9 @@ def _prediction_arrays(
         "weight": batch.weight,
         "tos": tos,
         "probability": pred.lma_probability,
+        "probability_calibrated": calibration.rescale_probability(
+            pred.lma_probability, temperature
+        ).astype(np.float32),
         "calls": calls.astype(np.int8),
         "combined": rule_search.combined_tos(tos, calls),
         "calls_tuned": tuned.astype(np.int8),
@@ -205,9 +223,10 @@ def _prediction_arrays(
 
 
 def scores(arrays: dict[str, np.ndarray], period_ms: float, suffix: str = "") -> dict:
-    """`metrics.sector_metrics` of saved prediction arrays (the shipped rule)."""
+    """`metrics.sector_metrics` of saved prediction arrays (the shipped rule),
+    plus pacing-target accuracy and LMA calibration where the arrays allow."""
     has_tos = bool(np.isfinite(arrays["tos"]).any())
-    return metrics.sector_metrics(
+    out = metrics.sector_metrics(
         arrays["true_tos"],
         arrays["tos"] if has_tos else None,
         arrays["combined" + suffix] if has_tos else None,
@@ -218,6 +237,62 @@ def scores(arrays: dict[str, np.ndarray], period_ms: float, suffix: str = "") ->
         arrays["weight"],
         period_ms,
     )
+    if not suffix:
+        out.update(_decision_and_calibration(arrays, has_tos))
+    return out
+
+
+def _decision_and_calibration(arrays: dict[str, np.ndarray], has_tos: bool) -> dict:
+    """Top-1/top-2 pacing-target accuracy (default orientation) and LMA ECE,
+    before and after the temperature fitted on the fold's validation split.
+
+    Arrays saved before these fields existed give no such figures.
+    """
+    from lma_tf.decision import calibration
+    from lma_tf.decision import report as decision_report
+
+    out: dict = {}
+    labels = np.where(arrays["weight"] > 0, arrays["true_lma"], np.nan)
+    out["lma_ece"] = calibration.ece(arrays["probability"], labels, arrays["weight"])
+    if "probability_calibrated" in arrays:
+        out["lma_ece_calibrated"] = calibration.ece(
+            arrays["probability_calibrated"], labels, arrays["weight"]
+        )
+    if has_tos and "slice_location" in arrays:
+        slices = decision_report.predicted_slices(
+            arrays["subject_id"].tolist(),
+            arrays["slice_id"].tolist(),
+            arrays["slice_location"],
+            arrays["tos"],
+            arrays["probability"],
+            arrays["true_tos"],
+            arrays["scar"],
+            arrays["has_tos"] > 0,
+            arrays["has_scar"] > 0,
+        )
+        decision = decision_report.decision_metrics(slices)
+        out["decision_top1_accuracy"] = decision["top1_accuracy"]
+        out["decision_top2_accuracy"] = decision["top2_accuracy"]
+        out["decision_adjacent_accuracy"] = decision["adjacent_accuracy"]
+    return out
+
+
+def _val_temperature(
+    val: inference.SliceBatch, val_pred: inference.Predictions, has_lma: bool
+) -> float:
+    """The LMA temperature fitted on the validation split; 1 where none fits."""
+    from lma_tf.decision import calibration
+
+    if not has_lma or not len(val):
+        return 1.0
+    try:
+        return calibration.fit_temperature(
+            calibration.logits_from_probability(val_pred.lma_probability),
+            val.true_lma,
+            val.weight,
+        )
+    except ValueError:  # one class only in val, or nothing labelled
+        return 1.0
 
 
 def run_fold(
@@ -247,8 +322,9 @@ def run_fold(
         val.weight,
         kind.has_lma,
     )
+    temperature = _val_temperature(val, val_pred, kind.has_lma)
     test, test_pred = inference.predict_split(saved, predictor, "test", progress=False)
-    arrays = _prediction_arrays(test, test_pred, rule)
+    arrays = _prediction_arrays(test, test_pred, rule, temperature)
     atomic.write_npz(os.path.join(fold_out, PREDICTIONS_NPZ), arrays)
     period = float(saved.data.frame_period_ms)
     tuned = scores(arrays, period, "_tuned")
@@ -256,6 +332,7 @@ def run_fold(
         "experiment": config.name,
         "fold": fold,
         "metrics": scores(arrays, period),
+        "lma_temperature": temperature,
         "tuned": {
             "rule": rule.name,
             "val_accuracy": val_scores[rule.name],
@@ -276,7 +353,7 @@ def run_fold(
 
 
 def _fold_row(result: dict) -> dict:
-    row = {k: result["metrics"].get(k) for k in paired.METRICS}
+    row = {k: result["metrics"].get(k) for k in SUMMARY_KEYS}
     row["combined_tos_mae_ms_scar_tuned"] = result["tuned"]["combined_tos_mae_ms_scar"]
     row["lma_accuracy_tuned"] = result["tuned"]["lma_accuracy"]
     return row

@@ -8,6 +8,7 @@ import pytest
 
 from lma_tf import testing
 from lma_tf.data import folds, manifest
+from lma_tf.decision import calibration
 from lma_tf.errors import UsageError
 from lma_tf.evaluation import rule_search
 from lma_tf.training import crossval
@@ -87,6 +88,10 @@ def test_classical_crossval_pools_every_slice_and_resumes(records_dir, tmp_path)
     summary = crossval.summarize(c, out, 3)
     assert summary["num_slices"] == info["num_slices"]
     assert summary["mean_sd"]["tos_mae_ms"]["n"] == 3
+    # Pacing-target accuracy per fold and pooled, from the saved locations.
+    assert summary["mean_sd"]["decision_top1_accuracy"]["n"] == 3
+    top1 = summary["pooled"]["decision_top1_accuracy"]
+    assert 0.0 <= top1 <= summary["pooled"]["decision_top2_accuracy"] <= 1.0
     pooled = crossval.load_pooled(os.path.join(out, "classical"))
     keys = set(zip(pooled["subject_id"].tolist(), pooled["slice_id"].tolist()))
     assert len(keys) == info["num_slices"]
@@ -108,6 +113,12 @@ def test_network_fold_estimate_and_predictions(records_dir, tmp_path):
     with np.load(tmp_path / "multitask" / "fold0" / "predictions.npz") as z:
         assert z["tos"].shape == z["true_tos"].shape == (result["num_test_slices"], 126)
         assert set(np.unique(z["calls_tuned"])) <= {0, 1}
+        # The calibrated probability is the raw one rescaled by the val temperature.
+        t = result["lma_temperature"]
+        assert t > 0
+        expect = calibration.rescale_probability(z["probability"], t)
+        np.testing.assert_allclose(z["probability_calibrated"], expect, atol=1e-6)
+    assert 0.0 <= result["metrics"]["lma_ece_calibrated"] <= 1.0
     saved = json.loads((tmp_path / "multitask" / "fold0" / "result.json").read_text())
     assert saved["tuned"]["val_accuracy"] >= saved["tuned"]["val_accuracy_shipped_rule"]
 
