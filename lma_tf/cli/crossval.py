@@ -58,12 +58,7 @@ def _compare() -> None:
         os.path.dirname(os.path.normpath(dirs[0])), "comparison"
     )
     results = crossval.compare(dirs, out, _RESAMPLES.value, _SEED.value)
-    from lma_tf.evaluation import paired
-
-    for name, r in results.items():
-        print(paired.markdown(r["shipped_rule"], r["a"], name))
-        print("with the decision rule chosen on validation:")
-        print(paired.markdown(r["tuned_rule"], r["a"], name))
+    print(crossval.compare_markdown(results))
     print(f"[crossval] written to {out}")
 
 

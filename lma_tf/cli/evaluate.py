@@ -2,6 +2,11 @@
 
 lma-tf evaluate --model_dir=M [--records_dir=D] --split=test --output_dir=R
 lma-tf evaluate --compare=M1,M2,M3 [--records_dir=D] --output_dir=R
+lma-tf evaluate --compare=CV/NAME1,CV/NAME2 --output_dir=R
+
+With cross-validated experiments (`lma-tf crossval` output directories),
+--compare reports each metric's paired difference with a 95% bootstrap
+interval over subjects, as `lma-tf crossval --compare` does.
 """
 
 from __future__ import annotations
@@ -24,6 +29,25 @@ _OUTPUT_DIR = flags.DEFINE_string(
 _NUM_FIGURES = flags.DEFINE_integer("num_figures", 6, "Strain/TOS figures to draw.")
 
 
+def _crossval_dirs(dirs: list[str]) -> bool:
+    """True when every dir is a cross-validated experiment, False when none is.
+
+    Raises:
+      UsageError: a mix of both.
+    """
+    from lma_tf.errors import UsageError
+    from lma_tf.training import crossval
+
+    kinds = [crossval.is_crossval_dir(d) for d in dirs]
+    if any(kinds) and not all(kinds):
+        cv = [d for d, k in zip(dirs, kinds) if k]
+        raise UsageError(
+            f"--compare mixes cross-validation outputs ({', '.join(cv)}) with "
+            "model directories: compare like with like"
+        )
+    return all(kinds)
+
+
 def main(argv: list[str]) -> None:
     """Flags -> `evaluate.evaluate` or `evaluate.compare`; prints the result."""
     from lma_tf.errors import UsageError
@@ -35,6 +59,12 @@ def main(argv: list[str]) -> None:
     from lma_tf.evaluation import evaluate, metrics
     from lma_tf.training import run_dir
 
+    if _COMPARE.value and _crossval_dirs(_COMPARE.value):
+        from lma_tf.training import crossval
+
+        out = _OUTPUT_DIR.value or "results/comparison"
+        print(crossval.compare_markdown(crossval.compare(_COMPARE.value, out)))
+        return
     if _COMPARE.value:
         out = _OUTPUT_DIR.value or "results/comparison"
         results = evaluate.compare(

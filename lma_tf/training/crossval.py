@@ -481,6 +481,21 @@ def summary_markdown(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def is_crossval_dir(path: str) -> bool:
+    """Whether `path` is a cross-validated experiment's directory (summarised)."""
+    return os.path.isfile(os.path.join(path, SUMMARY_JSON))
+
+
+def compare_markdown(results: dict[str, dict]) -> str:
+    """The paired tables of `compare`'s results, shipped and tuned rules."""
+    parts = []
+    for name, r in results.items():
+        parts.append(paired.markdown(r["shipped_rule"], r["a"], name))
+        parts.append("with the decision rule chosen on validation:")
+        parts.append(paired.markdown(r["tuned_rule"], r["a"], name))
+    return "\n".join(parts)
+
+
 def compare(
     exp_dirs: list[str], output_dir: str, resamples: int = 2000, seed: int = 0
 ) -> dict[str, dict]:

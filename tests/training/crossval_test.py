@@ -99,6 +99,25 @@ def test_classical_crossval_pools_every_slice_and_resumes(records_dir, tmp_path)
     rows = (tmp_path / "classical" / "per_subject.csv").read_text().splitlines()
     assert len(rows) == 1 + info["num_subjects"]
 
+    # A second detector on the same folds, compared subject-paired.
+    smooth = crossval.experiment_config(
+        "classical", 0, ("name=classical_smooth", "classical.smooth_sectors=15")
+    )
+    for f in range(3):
+        crossval.run_fold(smooth, out, f, progress=False)
+    crossval.summarize(smooth, out, 3)
+    dirs = [os.path.join(out, "classical"), os.path.join(out, "classical_smooth")]
+    assert all(crossval.is_crossval_dir(d) for d in dirs)
+    assert not crossval.is_crossval_dir(os.path.join(out, "folds"))
+    results = crossval.compare(dirs, os.path.join(out, "cmp"), resamples=200)
+    mae = results["classical_smooth"]["shipped_rule"]["tos_mae_ms"]
+    low, high = mae["ci"]
+    assert low <= mae["difference"] <= high
+    assert mae["a"] - mae["b"] == pytest.approx(mae["difference"])
+    text = crossval.compare_markdown(results)
+    assert "A = classical, B = classical_smooth" in text
+    assert (tmp_path / "cmp" / "classical_vs_classical_smooth" / "paired.png").exists()
+
 
 def test_network_fold_estimate_and_predictions(records_dir, tmp_path):
     out = str(tmp_path)
