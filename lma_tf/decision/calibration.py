@@ -14,6 +14,8 @@ or labels never count.
   - ECE: the weighted mean over 15 equal-width bins of P(LMA) of
     |mean P - observed LMA frequency| (`ece`; `reliability` gives the bins
     for the diagram).
+  - `select_calibrator`: temperature or isotonic, chosen by cross-fitted ECE
+    on the validation split; a `Calibrator` carries the choice to the report.
   - Interval coverage: the share of true TOS inside the reported 90 %
     interval (`interval_coverage`); about 0.9 when the interval is honest.
 
@@ -218,3 +220,124 @@ def interval_coverage(true_values, lo, hi, weight=None) -> float:
     w = np.where(ok, w, 0.0)
     total = float(np.sum(w))
     return float(np.sum(w * inside) / total) if total > 0 else float("nan")
+
+
+CALIBRATION_METHODS = ("temperature", "isotonic", "none")
+
+
+@dataclasses.dataclass(frozen=True)
+class Calibrator:
+    """A fitted map of P(LMA): temperature scaling, isotonic, or none (identity).
+
+    What `lma-tf evaluate` fits on the validation split and writes into
+    metrics.json (`to_dict`), and what `lma-tf report --calibration` reads
+    back (`from_dict`).
+    """
+
+    method: str = "none"
+    temperature: float = 1.0
+    isotonic: IsotonicCalibrator | None = None
+
+    def __post_init__(self) -> None:
+        if self.method not in CALIBRATION_METHODS:
+            raise ValueError(
+                f"method must be one of {CALIBRATION_METHODS}, got {self.method!r}"
+            )
+        if self.method == "isotonic" and self.isotonic is None:
+            raise ValueError("an isotonic calibrator needs its map")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+
+    def __call__(self, probability) -> np.ndarray:
+        p = np.asarray(probability, np.float64)
+        if self.method == "temperature":
+            return np.where(np.isfinite(p), rescale_probability(p, self.temperature), p)
+        if self.method == "isotonic":
+            return self.isotonic(p)
+        return p
+
+    def to_dict(self) -> dict:
+        """JSON-ready: {"method", "temperature"} or {"method", "isotonic_x/y"}."""
+        out: dict = {"method": self.method}
+        if self.method == "temperature":
+            out["temperature"] = float(self.temperature)
+        if self.method == "isotonic":
+            out["isotonic_x"] = [round(float(v), 6) for v in self.isotonic.x]
+            out["isotonic_y"] = [round(float(v), 6) for v in self.isotonic.y]
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Calibrator:
+        """The inverse of `to_dict` (other keys ignored).
+
+        Raises:
+          ValueError: an unknown method or a bad parameter.
+        """
+        method = d.get("method", "none")
+        if method == "isotonic":
+            x = np.asarray(d.get("isotonic_x", []), np.float64)
+            y = np.asarray(d.get("isotonic_y", []), np.float64)
+            if x.ndim != 1 or x.shape != y.shape or not x.size:
+                raise ValueError("isotonic_x and isotonic_y must be equal-length lists")
+            return cls("isotonic", isotonic=IsotonicCalibrator(x, y))
+        return cls(method, float(d.get("temperature", 1.0)))
+
+
+def _folds(groups, shape: tuple[int, ...], num_folds: int) -> np.ndarray:
+    """Fold index per sample: whole groups (subjects) per fold, in sorted order."""
+    g = np.asarray(groups)
+    names, inverse = np.unique(g.reshape(-1), return_inverse=True)
+    fold = (inverse % num_folds).reshape(g.shape)
+    while fold.ndim < len(shape):
+        fold = fold[..., None]
+    return np.broadcast_to(fold, shape)
+
+
+def select_calibrator(
+    probability, labels, weight=None, groups=None, num_folds: int = 2
+) -> tuple[Calibrator, dict]:
+    """Fits temperature scaling, or isotonic regression where it does better.
+
+    The choice is made on these data only (the validation split): each
+    method is fitted on all folds but one and scored by the ECE of its
+    out-of-fold probabilities; isotonic wins only with a lower score, and
+    the winner is refitted on everything. `groups` (a subject id per slice,
+    the leading axis of `probability`) keeps a subject's sectors in one
+    fold; without them, or with fewer than `num_folds` groups, temperature
+    scaling is used unscored. Returns (calibrator, information: the scores,
+    the sector count).
+
+    Raises:
+      ValueError: no labelled sample, or the labels hold one class only.
+    """
+    p = np.asarray(probability, np.float64)
+    y = np.asarray(labels, np.float64)
+    w = np.ones_like(p) if weight is None else np.broadcast_to(weight, p.shape)
+    w = np.where(np.isfinite(p) & np.isfinite(y), np.asarray(w, np.float64), 0.0)
+    z = logits_from_probability(p)
+    info: dict = {"num_sectors": int(np.sum(w > 0))}
+    final = Calibrator("temperature", fit_temperature(z, y, w))
+    if groups is None or len(np.unique(np.asarray(groups))) < num_folds:
+        info["selection"] = "temperature (too few subjects to compare methods)"
+        return final, info
+    fold = _folds(groups, p.shape, num_folds)
+    oof = {
+        "temperature": np.full(p.shape, np.nan),
+        "isotonic": np.full(p.shape, np.nan),
+    }
+    try:
+        for f in range(num_folds):
+            fit_w = np.where(fold != f, w, 0.0)
+            held = fold == f
+            t = fit_temperature(z, y, fit_w)
+            oof["temperature"][held] = apply_temperature(z, t)[held]
+            oof["isotonic"][held] = fit_isotonic(p, y, fit_w)(p)[held]
+    except ValueError as e:  # a fold with one class: keep temperature
+        info["selection"] = f"temperature (methods not compared: {e})"
+        return final, info
+    scores = {name: ece(q, y, w) for name, q in oof.items()}
+    info["cross_fitted_ece"] = scores
+    if scores["isotonic"] < scores["temperature"]:
+        final = Calibrator("isotonic", isotonic=fit_isotonic(p, y, w))
+    info["selection"] = f"{final.method} (lower {num_folds}-fold ECE on these data)"
+    return final, info

@@ -239,10 +239,12 @@ class Orientation:
         return cls(d["sector0"], d.get("offset", 0.0), d.get("direction", "ccw"))
 
 
-# What `lma_tf.viz.aha` and `lma-tf maps` assume: sector 0 starts segment 1.
+# Sector 0 starting segment 1: what `lma-tf maps` assumed before it took the
+# report's orientation flags (`--sector0=segment1`).
 LEGACY = Orientation("segment1", 0.0, "ccw")
 # DENSEanalysis with its reference on the anterior RV insertion and sectors
-# running in AHA order; the synthetic cohort's convention too.
+# running in AHA order; the synthetic cohort's convention too. The one
+# default of the report, the maps (`lma_tf.viz.aha`) and their flags.
 DEFAULT = Orientation("rv_insertion", 0.0, "ccw")
 
 

@@ -218,7 +218,8 @@ def sector_calibration(
     """ECE of P(LMA) and 90 % TOS interval coverage over labelled slices.
 
     Labels are `rules.lma_labels(true TOS, scar)`. Coverage is None for a
-    single model (its interval has no width). None without labelled slices.
+    single model without an interval (zero width: `lma-tf report
+    --calibration` gives it one). None without labelled slices.
     """
     ens = [s for s in uncertainty.as_ensemble(slices) if s.true_tos_ms is not None]
     if not ens:
@@ -227,7 +228,8 @@ def sector_calibration(
     rel = calibration.reliability(prob, labels, num_bins=num_bins)
     members = max(s.num_members for s in ens)
     coverage = None
-    if members > 1:
+    widths = [np.nan_to_num(s.interval_width_ms) for s in ens]
+    if members > 1 or any(np.any(w > 0) for w in widths):
         coverage = calibration.interval_coverage(
             np.stack([s.true_tos_ms for s in ens]),
             np.stack([s.tos_lo_ms for s in ens]),

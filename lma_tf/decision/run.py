@@ -165,6 +165,31 @@ def _reliability(results, temperature: float, path: str) -> str | None:
     return reliability.plot_reliability(curves, labels, path)
 
 
+def load_calibration(path: str) -> tuple:
+    """(P(LMA) calibrator, TOS interval rule or None) of an evaluate metrics.json.
+
+    metrics.json holds `lma_calibration` (`calibration.Calibrator.to_dict`,
+    fitted on the validation split) and `tos_interval`
+    (`intervals.ConformalInterval.to_dict`); an unfitted one (method "none"
+    or null, with its reason) gives the identity / None.
+
+    Raises:
+      UsageError: the file is missing, not JSON, or holds no calibration.
+    """
+    from lma_tf.decision import intervals
+
+    doc = _read_json_object(path, f"calibration file not found: {path}")
+    if "lma_calibration" not in doc:
+        raise UsageError(f"{path}: no lma_calibration (a metrics.json of evaluate?)")
+    try:
+        calibrator = calibration.Calibrator.from_dict(doc["lma_calibration"])
+        tos = doc.get("tos_interval") or {}
+        rule = intervals.ConformalInterval.from_dict(tos) if tos.get("method") else None
+    except (KeyError, TypeError, ValueError) as e:
+        raise UsageError(f"{path}: bad calibration ({e})") from None
+    return calibrator, rule
+
+
 def _temperature(temperature: float, calibrate_on: str | None) -> float:
     """The temperature to apply: given, or fitted on `calibrate_on`."""
     if calibrate_on:
@@ -176,11 +201,15 @@ def _temperature(temperature: float, calibrate_on: str | None) -> float:
     return temperature
 
 
-def _read(predictions: Sequence[str], temperature: float) -> list:
+def _read(
+    predictions: Sequence[str], temperature: float, calibrator=None, interval=None
+) -> list:
     if not predictions:
         raise UsageError("no prediction CSV given")
     try:
-        slices = uncertainty.read_ensemble(predictions, temperature)
+        slices = uncertainty.read_ensemble(
+            predictions, temperature, calibrator, interval
+        )
     except ValueError as e:  # not a prediction CSV, members differ, bad orientation
         raise UsageError(str(e)) from None
     if not slices:
@@ -219,6 +248,12 @@ def _write_cohort(results, slices, output_dir: str, header: dict) -> dict:
     calib = report.sector_calibration(slices) if labelled else None
     if calib is not None:
         calib["temperature"] = header["temperature"]
+        rule = header.get("tos_interval_rule")
+        if rule and calib["ensemble_members"] == 1:
+            calib["tos_interval"] = (
+                f"{100 * rule['level']:g}% split-conformal, constant width "
+                f"+-{rule['residual_quantile_ms']:.1f} ms (fitted on validation)"
+            )
     cohort = {
         "schema": report.COHORT_SCHEMA,
         "schema_version": report.SCHEMA_VERSION,
@@ -255,13 +290,17 @@ def write_reports(
     allow_pickle: bool = False,
     temperature: float = 1.0,
     calibrate_on: str | None = None,
+    calibration_file: str | None = None,
     progress: bool = True,
 ) -> dict:
     """Reads the CSVs, analyses every subject and writes the report folder.
 
     Several `predictions` are an ensemble of the same inputs. `temperature`
     rescales P(LMA); `calibrate_on` (a labelled CSV, the validation split)
-    fits it instead. Returns {"output_dir", "num_subjects", "temperature",
+    fits it instead; `calibration_file` (an evaluate metrics.json, see
+    `load_calibration`) applies the calibration fitted there and, to a
+    single CSV, its constant-width 90 % TOS interval. Returns {"output_dir",
+    "num_subjects", "temperature",
     "orientation" (its description), "decision_metrics", "calibration",
     "results" (the `report.SubjectResult`s), "paths" (every file written)}.
 
@@ -269,7 +308,15 @@ def write_reports(
       UsageError: no predictions, a bad file (named), or members that differ.
     """
     temperature = _temperature(temperature, calibrate_on)
-    slices = _read(predictions, temperature)
+    calibrator = interval = None
+    if calibration_file:
+        if temperature != 1.0:
+            raise UsageError(
+                "give --calibration or --temperature / --calibrate_on, not both"
+            )
+        calibrator, interval = load_calibration(calibration_file)
+        temperature = calibrator.temperature
+    slices = _read(predictions, temperature, calibrator, interval)
     lge = read_segment_scar(scar_table) if scar_table else None
     strains = read_strains(strain_inputs, allow_pickle) if strain_inputs else {}
     results = report.analyse(slices, orientation, base_at_high, lge)
@@ -281,6 +328,9 @@ def write_reports(
         "lge_table": os.path.abspath(scar_table) if scar_table else None,
         "strain_inputs": [os.path.abspath(p) for p in strain_inputs],
         "calibrated_on": os.path.abspath(calibrate_on) if calibrate_on else None,
+        "calibration": (
+            os.path.abspath(calibration_file) if calibration_file else None
+        ),
     }
     docs = {
         "orientation": orientation,
@@ -301,6 +351,8 @@ def write_reports(
         "model": model,
         "inputs": inputs,
         "temperature": temperature,
+        "lma_calibration": calibrator.to_dict() if calibrator else None,
+        "tos_interval_rule": interval.constant().to_dict() if interval else None,
     }
     cohort = _write_cohort(results, slices, output_dir, header)
     return {

@@ -252,13 +252,20 @@ def as_ensemble(
 
 
 def read_ensemble(
-    paths: Sequence[str], temperature: float = 1.0
+    paths: Sequence[str],
+    temperature: float = 1.0,
+    calibrator=None,
+    interval=None,
 ) -> list[EnsembleSlice]:
     """Reads one or more prediction CSVs of the same inputs and aggregates them.
 
     `temperature` rescales every member's P(LMA) first
-    (`lma_tf.decision.calibration.apply_temperature`); the combined TOS is
-    then recomputed from the rescaled probability.
+    (`lma_tf.decision.calibration.apply_temperature`), or `calibrator` (a
+    `calibration.Calibrator` fitted by `lma-tf evaluate`) maps it; the
+    combined TOS is then recomputed from the new probability. `interval` (an
+    `intervals.ConformalInterval`) gives a single CSV, whose own interval has
+    no width, the constant-width 90 % interval fitted on the validation
+    split; an ensemble keeps its members' spread.
 
     Raises:
       prediction_csv.PredictionCsvError: a file is not a prediction CSV.
@@ -266,19 +273,24 @@ def read_ensemble(
     """
     from lma_tf.decision import calibration
 
+    if calibrator is None and temperature != 1.0:
+        calibrator = calibration.Calibrator("temperature", temperature)
     members = []
     for path in paths:
         slices = prediction_csv.read(path)
-        if temperature != 1.0:
+        if calibrator is not None and calibrator.method != "none":
             for s in slices:
-                s.lma_probability = calibration.rescale_probability(
-                    s.lma_probability, temperature
-                )
+                s.lma_probability = calibrator(s.lma_probability)
                 s.combined_tos_ms = rules.combine_tos(s.tos_ms, s.lma_probability)
         members.append(slices)
-    if len(members) == 1:
-        return as_ensemble(members[0])
-    return aggregate(members, list(paths))
+    if len(members) > 1:
+        return aggregate(members, list(paths))
+    out = as_ensemble(members[0])
+    if interval is not None:
+        rule = interval.constant()
+        for e in out:
+            e.tos_lo_ms, e.tos_hi_ms = rule.bounds(e.combined_tos_ms)
+    return out
 
 
 def sector_uncertain(probability: np.ndarray) -> np.ndarray:
@@ -344,3 +356,17 @@ def _all_layers(layer) -> list:
         out.append(child)
         out.extend(_all_layers(child))
     return out
+
+
+def has_dropout(model) -> bool:
+    """Whether a Keras network has a dropout layer with a rate above 0.
+
+    Without one, `mc_dropout`'s passes are all the same and say nothing.
+    """
+    for layer in _all_layers(model):
+        if (
+            float(getattr(layer, "rate", 0.0) or 0.0) > 0
+            and "dropout" in type(layer).__name__.lower()
+        ):
+            return True
+    return False

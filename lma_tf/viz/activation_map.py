@@ -4,9 +4,10 @@ A clinician planning lead placement wants to see where on the ventricle the
 late sectors are; the map puts every short-axis slice at its long-axis
 height (`aha.ring_heights`, base up) as a band on a truncated-ellipsoid LV
 shell, sector k at angle 2*pi*k/126 coloured by TOS, scar outlined and AHA
-segment boundaries drawn. `activation_maps_from_csv` writes the map and the
-bullseye (`lma_tf.viz.bullseye`) of every subject of a prediction CSV; the
-command is `lma-tf maps` (`lma_tf.cli.maps`). See docs/figures.md.
+segment boundaries drawn where the sector orientation puts them (the same
+default as `lma-tf report`, `orientation.DEFAULT`). `activation_maps_from_csv`
+writes the map and the bullseye (`lma_tf.viz.bullseye`) of every subject of
+a prediction CSV; the command is `lma-tf maps` (`lma_tf.cli.maps`). See docs/figures.md.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from matplotlib.figure import Figure
 from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 
 from lma_tf import constants, textsafe
+from lma_tf.decision import orientation as orientation_lib
+from lma_tf.decision import uncertainty
+from lma_tf.decision.orientation import Orientation
 from lma_tf.errors import UsageError
 from lma_tf.serving import prediction_csv
 from lma_tf.viz import aha, bullseye, figures
@@ -163,6 +167,7 @@ def _add_ring(
     z1: float,
     radius: Callable,
     colour: Callable,
+    orientation: Orientation | None = None,
 ) -> None:
     """Ring i's sectors coloured by `values`, then its AHA segment boundaries."""
     n = constants.NUM_SECTORS if values is None else np.asarray(values).size
@@ -173,7 +178,7 @@ def _add_ring(
     o0, o1 = (1 + _OVERLAY_OFFSET) * r0, (1 + _OVERLAY_OFFSET) * r1
     black = figures.rgba("black")
     w = _BOUNDARY_HALF_WIDTH
-    for edge in aha.segment_edges(level, n):
+    for edge in aha.segment_edges(level, n, orientation):
         a = 2 * np.pi * edge / n
         quads = _band_quads(o0, o1, z0, z1, a - w, a + w, 1)
         out.add(quads, black, "aha_boundary", i)
@@ -184,8 +189,12 @@ def activation_map_scene(
     values: Sequence[np.ndarray | None],
     tos_range: tuple[float, float],
     base_at_high: bool = True,
+    orientation: Orientation | Sequence[Orientation | None] | None = None,
 ) -> Scene3D:
     """Builds the quads of a 3-D activation map (see `activation_map_figure`).
+
+    AHA boundaries follow `orientation` (one, or one per ring; None:
+    `orientation.DEFAULT`).
 
     Ring i is a band at height `ring_heights(...)[i]` (0.8 x the slice
     spacing tall) on a truncated ellipsoid (LV_RADIUS_MM at the base plane,
@@ -209,25 +218,26 @@ def activation_map_scene(
     def colour(v):
         return cmap(norm(v))
 
+    orients = aha.ring_orientations(orientation, len(rings))
     out = _QuadList()
     _add_shell(out, heights, z0s, z1s, z_apex, radius)
     for i, (v, level) in enumerate(zip(values, levels)):
-        _add_ring(out, i, v, level, z0s[i], z1s[i], radius, colour)
+        _add_ring(out, i, v, level, z0s[i], z1s[i], radius, colour, orients[i])
         if rings[i].scar_fraction is not None:
             _add_scar_outline(out, i, rings[i].scar_fraction, z0s[i], z1s[i], radius)
     return out.scene(np.stack([z0s, z1s], axis=1), levels)
 
 
-def _label_segments(ax: Axes, scene: Scene3D) -> None:
+def _label_segments(ax: Axes, scene: Scene3D, orientations: list) -> None:
     """Segment numbers of the top ring, just outside it."""
     top = int(np.argmax(scene.band[:, 1]))
     level = scene.levels[top]
     pts = scene.quads[(scene.ring == top) & (scene.sector >= 0)]
     r_top = float(np.hypot(pts[0, 2, 0], pts[0, 2, 1]))
     n = len(pts)
-    seg = aha.aha_segments(level, n)
-    for edge in aha.segment_edges(level, n):
-        k = int(edge + 0.5 * n / aha.SEGMENTS_PER_LEVEL[level])
+    seg = aha.aha_segments(level, n, orientations[top])
+    for edge in aha.segment_edges(level, n, orientations[top]):
+        k = int(edge + 0.5 * n / aha.SEGMENTS_PER_LEVEL[level]) % n
         a = 2 * np.pi * (k + 0.5) / n
         r = 1.15 * r_top
         ax.text(
@@ -235,7 +245,9 @@ def _label_segments(ax: Axes, scene: Scene3D) -> None:
         )
 
 
-def _draw_scene(ax: Axes, scene: Scene3D, label_segments: bool) -> Poly3DCollection:
+def _draw_scene(
+    ax: Axes, scene: Scene3D, label_segments: bool, orientations: list
+) -> Poly3DCollection:
     # Edges in the face colour close the anti-aliasing seams between quads.
     coll = Poly3DCollection(
         scene.quads, facecolors=scene.colours, edgecolors=scene.colours, linewidths=0.3
@@ -243,7 +255,7 @@ def _draw_scene(ax: Axes, scene: Scene3D, label_segments: bool) -> Poly3DCollect
     coll.set_gid("activation_map")
     ax.add_collection3d(coll)
     if label_segments and len(scene.band):
-        _label_segments(ax, scene)
+        _label_segments(ax, scene, orientations)
     z_lo, z_hi = scene.quads[..., 2].min(), scene.quads[..., 2].max()
     lim = 1.2 * LV_RADIUS_MM
     ax.set_xlim(-lim, lim)
@@ -261,6 +273,7 @@ def activation_map_figure(
     title: str = "",
     base_at_high: bool = True,
     azimuths: Sequence[float] = (-60.0, 120.0),
+    orientation: Orientation | Sequence[Orientation | None] | None = None,
 ) -> Figure:
     """Per-subject 3-D activation map, not saved.
 
@@ -271,7 +284,8 @@ def activation_map_figure(
     AHA segment boundaries (6 per basal/mid ring, 4 per apical) are black
     strips, and the top ring carries its segment numbers. One row per TOS
     source (predicted, then true when the rings have it), one column per
-    view azimuth. The quads come from `activation_map_scene`.
+    view azimuth. The quads come from `activation_map_scene`; segments
+    follow `orientation` (one, or one per ring; None: `orientation.DEFAULT`).
     """
     if not rings:
         raise ValueError("no slices to draw")
@@ -279,16 +293,17 @@ def activation_map_figure(
     sources = [("TOS", [r.tos_ms for r in rings])]
     if any(r.true_tos_ms is not None for r in rings):
         sources.append(("true TOS", [r.true_tos_ms for r in rings]))
+    orients = aha.ring_orientations(orientation, len(rings))
     cols = len(azimuths)
     fig = figures.new_figure((4.0 * cols + 1.2, 4.0 * len(sources)))
     fig.subplots_adjust(left=0.0, right=0.86, bottom=0.02, top=0.9, wspace=0.0)
     for row, (label, values) in enumerate(sources):
-        scene = activation_map_scene(rings, values, (lo, hi), base_at_high)
+        scene = activation_map_scene(rings, values, (lo, hi), base_at_high, orients)
         for col, azim in enumerate(azimuths):
             ax = fig.add_subplot(
                 len(sources), cols, row * cols + col + 1, projection="3d"
             )
-            _draw_scene(ax, scene, label_segments=col == 0)
+            _draw_scene(ax, scene, col == 0, orients)
             ax.view_init(elev=20, azim=azim)
             ax.set_title(f"{label} (azimuth {azim:g})", fontsize="medium")
             if col == 0:
@@ -307,10 +322,38 @@ def plot_activation_map(
     tos_range: tuple[float, float] | None = None,
     title: str = "",
     base_at_high: bool = True,
+    orientation: Orientation | Sequence[Orientation | None] | None = None,
 ) -> str:
     """Writes `activation_map_figure` as a PNG; returns `path`."""
-    fig = activation_map_figure(rings, tos_range, title, base_at_high)
+    fig = activation_map_figure(
+        rings, tos_range, title, base_at_high, orientation=orientation
+    )
     return figures.save_figure(fig, path)
+
+
+def read_oriented_rings(
+    predictions: str,
+    tos_column: str = prediction_csv.COMBINED_TOS_MS,
+    orientation: Orientation = orientation_lib.DEFAULT,
+) -> dict[str, tuple[list[RingData], list[Orientation]]]:
+    """subject -> (rings, one orientation per ring) of a prediction CSV.
+
+    A slice's own `orientation_*` columns win; slices without them take
+    `orientation` (the command's flags), as in `lma-tf report`.
+
+    Raises:
+      ValueError: a bad `tos_column` or bad orientation cells.
+      prediction_csv.PredictionCsvError: the file is not a prediction CSV.
+    """
+    rings_lib.check_tos_column(tos_column)
+    subjects = prediction_csv.by_subject(prediction_csv.read(predictions))
+    return {
+        subject: (
+            [rings_lib.ring_from_prediction(s, tos_column) for s in slices],
+            [uncertainty.slice_orientation(s) or orientation for s in slices],
+        )
+        for subject, slices in subjects.items()
+    }
 
 
 def activation_maps_from_csv(
@@ -319,6 +362,7 @@ def activation_maps_from_csv(
     tos_column: str = prediction_csv.COMBINED_TOS_MS,
     tos_max_ms: float = 0.0,
     base_at_high: bool = True,
+    orientation: Orientation = orientation_lib.DEFAULT,
 ) -> list[str]:
     """3-D activation map + bullseye PNGs for every subject of a prediction CSV.
 
@@ -326,27 +370,38 @@ def activation_maps_from_csv(
     `output_dir`, the subject id made a safe file name (`textsafe.safe_name`,
     so an id like `../x` cannot write outside it); the TOS colour scale is
     17 ms to `tos_max_ms`, or (0) to the cohort's upper range
-    (`rings.tos_upper_range` over the file). Returns the paths written.
+    (`rings.tos_upper_range` over the file). Sectors go to AHA segments by
+    each slice's `orientation_*` columns where the CSV has them, else by
+    `orientation` (`read_oriented_rings`). Returns the paths written.
 
     Raises:
-      UsageError: the file has no prediction rows.
+      UsageError: the file has no prediction rows, or bad orientation cells.
       prediction_csv.PredictionCsvError: it is not a prediction CSV.
     """
-    subjects = rings_lib.read_rings(predictions, tos_column)
+    try:
+        subjects = read_oriented_rings(predictions, tos_column, orientation)
+    except prediction_csv.PredictionCsvError:
+        raise
+    except ValueError as e:  # bad orientation cells
+        raise UsageError(f"{predictions}: {e}") from None
     if not subjects:
         raise UsageError(f"{predictions}: no prediction rows")
-    all_rings = [r for rings in subjects.values() for r in rings]
+    all_rings = [r for rings, _ in subjects.values() for r in rings]
     top = tos_max_ms or rings_lib.tos_range(all_rings)[1]
     tos_range = (constants.TOS_FLOOR_MS, float(top))
     paths = []
-    for subject, rings in subjects.items():
+    for subject, (rings, orients) in subjects.items():
         title = f"{textsafe.clean(subject)} ({tos_column})"
         map_path = figures.output_path(output_dir, subject, "_activation_map.png")
         paths.append(
-            plot_activation_map(rings, map_path, tos_range, title, base_at_high)
+            plot_activation_map(
+                rings, map_path, tos_range, title, base_at_high, orients
+            )
         )
         eye_path = figures.output_path(output_dir, subject, "_bullseye.png")
         paths.append(
-            bullseye.plot_bullseye(rings, eye_path, tos_range, title, base_at_high)
+            bullseye.plot_bullseye(
+                rings, eye_path, tos_range, title, base_at_high, orients
+            )
         )
     return paths

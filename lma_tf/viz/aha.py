@@ -3,26 +3,24 @@
 Clinicians place pacing leads by AHA segment, so the activation maps report
 TOS per segment as well as per sector. A slice is basal, mid or apical by
 where it sits on the covered long axis (`slice_levels`, from the slice
-locations); within a ring, sector k sits at angle 2*pi*k/126 and the ring's
-6 (basal, mid) or 4 (apical) segments split the circle evenly, segment 1 /
-7 / 13 starting at sector 0. That default layout is kept for the maps; pass
-an `orientation` (`lma_tf.decision.orientation.Orientation`) to place the
-segments where the anatomy puts them instead. See docs/figures.md and
+locations); within a ring, an orientation
+(`lma_tf.decision.orientation.Orientation`) says which segment each sector
+falls in. Without one, the maps and the report use the same default,
+`orientation.DEFAULT` (the anterior RV insertion at the start of sector 0,
+sectors counter-clockwise seen from the apex). See docs/figures.md and
 docs/decision.md.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from lma_tf import constants
+from lma_tf.decision import orientation as orientation_lib
+from lma_tf.decision.orientation import Orientation
 from lma_tf.viz.rings import RingData
-
-if TYPE_CHECKING:
-    from lma_tf.decision.orientation import Orientation
 
 LEVELS = ("basal", "mid", "apical")
 NUM_AHA_SEGMENTS = 16
@@ -38,17 +36,14 @@ def aha_segments(
 ) -> np.ndarray:
     """(num_sectors,) AHA segment number (1-16) of each sector of a ring.
 
-    Sector k sits at angle 2*pi*k/num_sectors; basal (1-6) and mid (7-12)
-    rings have 6 segments of 21 sectors, the apical ring (13-16) 4 of 31.5.
-    Without `orientation`, segment 1 / 7 / 13 starts at sector 0; with one,
-    each sector goes to the segment its anatomical angle falls in.
+    Each sector goes to the segment its centre's anatomical angle falls in
+    under `orientation` (None: `orientation.DEFAULT`); basal (1-6) and mid
+    (7-12) rings have 6 segments of 21 sectors, the apical ring (13-16) 4
+    of 31.5.
     """
-    if orientation is not None:
-        return orientation.sector_segments(level, num_sectors)
     if level not in SEGMENTS_PER_LEVEL:
         raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
-    n = SEGMENTS_PER_LEVEL[level]
-    return FIRST_SEGMENT[level] + (np.arange(num_sectors) * n) // num_sectors
+    return (orientation or orientation_lib.DEFAULT).sector_segments(level, num_sectors)
 
 
 def segment_edges(
@@ -57,10 +52,23 @@ def segment_edges(
     orientation: Orientation | None = None,
 ) -> list:
     """Segment boundaries of a ring, in (fractional) sector units, ascending."""
-    if orientation is not None:
-        return orientation.segment_edges(level, num_sectors)
-    n = SEGMENTS_PER_LEVEL[level]
-    return [i * num_sectors / n for i in range(n)]
+    return (orientation or orientation_lib.DEFAULT).segment_edges(level, num_sectors)
+
+
+def ring_orientations(
+    orientation: Orientation | Sequence[Orientation | None] | None, count: int
+) -> list[Orientation]:
+    """One orientation per ring: a single one repeated, None -> the default.
+
+    Raises:
+      ValueError: a sequence of the wrong length.
+    """
+    if orientation is None or isinstance(orientation, Orientation):
+        return [orientation or orientation_lib.DEFAULT] * count
+    out = [o or orientation_lib.DEFAULT for o in orientation]
+    if len(out) != count:
+        raise ValueError(f"{len(out)} orientations for {count} rings")
+    return out
 
 
 def ring_heights(rings: Sequence[RingData], base_at_high: bool = True) -> np.ndarray:
@@ -106,23 +114,24 @@ def aha_segment_values(
     rings: Sequence[RingData],
     values: Sequence[np.ndarray | None],
     levels: Sequence[str] | None = None,
-    orientation: Orientation | None = None,
+    orientation: Orientation | Sequence[Orientation | None] | None = None,
 ) -> np.ndarray:
     """(16,) mean of `values` per AHA segment (index 0 = segment 1); NaN if none.
 
     `values[i]` holds ring i's 126 sector values (None or NaN: not counted);
     `levels` defaults to `slice_levels(ring_heights(rings))`; `orientation`
-    as for `aha_segments`.
+    as for `aha_segments`, or one per ring (`ring_orientations`).
     """
     if levels is None:
         levels = slice_levels(ring_heights(rings))
+    orients = ring_orientations(orientation, len(rings))
     sums = np.zeros(NUM_AHA_SEGMENTS)
     counts = np.zeros(NUM_AHA_SEGMENTS)
-    for level, v in zip(levels, values):
+    for level, v, o in zip(levels, values, orients):
         if v is None:
             continue
         v = np.asarray(v, dtype=np.float64).reshape(-1)
-        seg = aha_segments(level, v.size, orientation) - 1
+        seg = aha_segments(level, v.size, o) - 1
         ok = np.isfinite(v)
         np.add.at(sums, seg[ok], v[ok])
         np.add.at(counts, seg[ok], 1.0)

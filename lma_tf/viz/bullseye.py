@@ -17,6 +17,7 @@ from matplotlib.collections import PatchCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import Wedge
 
+from lma_tf.decision.orientation import Orientation
 from lma_tf.viz import aha, figures
 from lma_tf.viz import rings as rings_lib
 from lma_tf.viz.rings import RingData
@@ -78,6 +79,7 @@ def bullseye_figure(
     tos_range: tuple[float, float] | None = None,
     title: str = "",
     base_at_high: bool = True,
+    orientation: Orientation | Sequence[Orientation | None] | None = None,
 ) -> Figure:
     """AHA 16-segment bullseyes of one subject: TOS, true TOS, scar.
 
@@ -85,7 +87,8 @@ def bullseye_figure(
     has it, scar fraction when any ring has it. Each segment shows the mean
     over the sectors of the slices at its level; segments no slice covers
     are grey. Standard orientation: anterior (1, 7, 13) at the top, septum
-    on the left.
+    on the left. Sectors go to segments by `orientation` (one, or one per
+    ring; None: `orientation.DEFAULT`, the report's default).
     """
     if not rings:
         raise ValueError("no slices to draw")
@@ -101,7 +104,7 @@ def bullseye_figure(
         panels.append(("scar fraction", scar, figures.SCAR_CMAP, 0, 1, ".2f"))
     fig, axes = figures.grid(len(panels), max_cols=3, panel=(4.2, 4.0))
     for ax, (label, values, cmap, vmin, vmax, fmt) in zip(axes, panels):
-        seg = aha.aha_segment_values(rings, values, levels)
+        seg = aha.aha_segment_values(rings, values, levels, orientation)
         coll = draw_bullseye(ax, seg, cmap, vmin, vmax, fmt)
         ax.set_title(label)
         fig.colorbar(coll, ax=ax, shrink=0.7, label=label)
@@ -116,7 +119,8 @@ def plot_bullseye(
     tos_range: tuple[float, float] | None = None,
     title: str = "",
     base_at_high: bool = True,
+    orientation: Orientation | Sequence[Orientation | None] | None = None,
 ) -> str:
     """Writes `bullseye_figure` as a PNG; returns `path`."""
-    fig = bullseye_figure(rings, tos_range, title, base_at_high)
+    fig = bullseye_figure(rings, tos_range, title, base_at_high, orientation)
     return figures.save_figure(fig, path)

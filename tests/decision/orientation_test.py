@@ -14,17 +14,19 @@ from lma_tf.decision.orientation import Orientation
 from lma_tf.viz import aha
 
 
-def test_legacy_orientation_is_what_the_maps_assume():
+def test_the_maps_default_is_the_reports_default():
     for level in ("basal", "mid"):
         np.testing.assert_array_equal(
-            orientation_lib.LEGACY.sector_segments(level), aha.aha_segments(level)
+            orientation_lib.DEFAULT.sector_segments(level), aha.aha_segments(level)
         )
-    # Without an orientation viz.aha keeps its layout; with one it follows it.
-    np.testing.assert_array_equal(
-        aha.aha_segments("basal", orientation=orientation_lib.DEFAULT),
-        orientation_lib.DEFAULT.sector_segments("basal"),
-    )
-    assert aha.segment_edges("apical") == [0.0, 31.5, 63.0, 94.5]
+        np.testing.assert_array_equal(
+            orientation_lib.LEGACY.sector_segments(level),
+            aha.aha_segments(level, orientation=orientation_lib.LEGACY),
+        )
+    # Segment 1 starting sector 0 (--sector0=segment1) is 60 deg away.
+    assert aha.segment_edges("apical", orientation=orientation_lib.LEGACY) == [
+        pytest.approx(e) for e in (26.25, 57.75, 89.25, 120.75)
+    ]
     assert aha.segment_edges("apical", orientation=orientation_lib.DEFAULT) == [
         5.25,
         36.75,

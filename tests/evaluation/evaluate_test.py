@@ -77,3 +77,75 @@ def test_untrained_model_dir_is_refused(trained, tmp_path):
     shutil.copy(os.path.join(dirs["multitask"], "config.json"), tmp_path)
     with pytest.raises(UsageError, match="no trained checkpoint.*lma-tf train"):
         evaluate.evaluate(str(tmp_path), str(tmp_path / "out"))
+
+
+def test_evaluate_calibrates_on_val_and_scores_intervals_on_test(trained, tmp_path):
+    _, dirs = trained
+    result = evaluate.evaluate(
+        dirs["multitask"], str(tmp_path), split="test", num_figures=0, mc_samples=8
+    )
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["calibration_split"] == "val"
+    calib = saved["lma_calibration"]
+    assert calib["method"] in ("temperature", "isotonic"), calib
+    assert calib["fitted_on"] == "val" and calib["num_sectors"] > 0
+    if calib["method"] == "temperature":
+        assert 0.05 <= calib["temperature"] <= 20.0
+    assert 0.0 <= saved["lma_ece"] <= 1.0
+    assert 0.0 <= saved["lma_ece_uncalibrated"] <= 1.0
+    # The multitask network has dropout: MC-dropout spread, conformal scale.
+    tos = saved["tos_interval"]
+    assert saved["tos_interval_method"] == tos["method"] == "mc_dropout_conformal"
+    assert tos["mc_samples"] == 8 and tos["scale"] > 0 and tos["floor_ms"] >= 0.5
+    assert tos["residual_quantile_ms"] > 0
+    assert 0.0 <= saved["tos_interval_coverage_90"] <= 1.0
+    assert 0.0 <= saved["tos_interval_coverage_90_raw"] <= 1.0
+    assert saved["tos_interval_mean_width_ms"] > 0
+    assert result["tos_interval_scale"] == pytest.approx(tos["scale"])
+    assert (tmp_path / "reliability.png").stat().st_size > 1000
+    # Evaluated on val itself, the conformal interval covers at least 90 %
+    # of the sectors it was fitted on (by construction of the quantile).
+    on_val = evaluate.evaluate(
+        dirs["multitask"], str(tmp_path / "v"), split="val", num_figures=0,
+        mc_samples=0,
+    )  # fmt: skip
+    assert on_val["tos_interval_method"] == "residual_conformal"
+    assert "MC dropout off" in on_val["tos_interval"]["note"]
+    assert on_val["tos_interval_coverage_90"] >= 0.9
+
+
+def test_calibration_without_an_lma_head_or_a_val_split(trained, tmp_path):
+    root, dirs = trained
+    reg = evaluate.evaluate(
+        dirs["regression_only"], str(tmp_path / "r"), split="test", num_figures=0
+    )
+    # No LMA head: nothing to rescale, the ECE is the raw one.
+    assert reg["lma_calibration"] == {"method": "none", "reason": "no LMA head"}
+    assert reg["lma_ece"] == reg["lma_ece_uncalibrated"]
+    assert reg["tos_interval"]["method"] in (
+        "mc_dropout_conformal",
+        "residual_conformal",
+    )
+    cla = evaluate.evaluate(
+        dirs["classical"], str(tmp_path / "c"), split="test", num_figures=0
+    )
+    assert cla["tos_interval_method"] == "residual_conformal"
+    assert "no network" in cla["tos_interval"]["note"]
+    # Records whose val split is empty: said so in metrics.json, no crash.
+    empty = root / "no_val"
+    shutil.copytree(root / "r", empty)
+    manifest = json.loads((empty / "manifest.json").read_text())
+    for name in manifest["splits"]["val"]["shards"]:
+        (empty / name).unlink()
+    manifest["splits"]["val"].update(shards=[], num_slices=0, num_subjects=0)
+    (empty / "manifest.json").write_text(json.dumps(manifest))
+    out = evaluate.evaluate(
+        dirs["multitask"], str(tmp_path / "e"), str(empty), "test", num_figures=0
+    )
+    assert out["calibration_split"] is None
+    assert out["lma_calibration"]["method"] == "none"
+    assert "val" in out["lma_calibration"]["reason"]
+    assert out["tos_interval_coverage_90"] is None
+    assert out["tos_interval"]["method"] is None
+    assert out["lma_ece"] == out["lma_ece_uncalibrated"]
+    assert manifest["splits"]["test"]["num_slices"] == out["num_slices"]

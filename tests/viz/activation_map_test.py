@@ -74,7 +74,9 @@ def test_scene_places_sectors_rings_boundaries_and_scar():
         np.mod(np.arctan2(q[:, 1].mean(), q[:, 0].mean()), 2 * np.pi)
         for q in scene.quads[bounds & (scene.ring == 2)]
     ]
-    np.testing.assert_allclose(sorted(angles), np.deg2rad([0, 90, 180, 270]), atol=1e-9)
+    # Default orientation (the report's): apical edges at sector 5.25 + 31.5 k.
+    want_deg = [15, 105, 195, 285]
+    np.testing.assert_allclose(sorted(angles), np.deg2rad(want_deg), atol=1e-9)
     # The scar (mid ring, sectors 0-9) is outlined there and only there.
     scar = kinds == "scar_outline"
     assert set(scene.ring[scar]) == {1}

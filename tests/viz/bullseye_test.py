@@ -11,11 +11,24 @@ import numpy as np
 import pytest
 from viz_samples import ring, subject
 
+from lma_tf.decision import orientation as orientation_lib
+from lma_tf.decision.orientation import Orientation
 from lma_tf.viz import bullseye, figures
+
+# The samples put segment 1 / 7 at sector 0 and apical 13 at sector 0 too:
+# per-ring orientations say so (apical segments start 15 deg = 5.25 sectors
+# before segment 1; 5.3 keeps sector 31 in 13, as the samples assume).
+SAMPLE_LAYOUT = [
+    orientation_lib.LEGACY,
+    orientation_lib.LEGACY,
+    Orientation("segment1", 5.3, "ccw"),
+]
 
 
 def test_bullseye_colours_encode_segments(tmp_path):
-    fig = bullseye.bullseye_figure(subject(), tos_range=(17.0, 100.0))
+    fig = bullseye.bullseye_figure(
+        subject(), tos_range=(17.0, 100.0), orientation=SAMPLE_LAYOUT
+    )
     tos_ax, scar_ax = [ax for ax in fig.axes if ax.get_title()][:2]
     assert tos_ax.get_title() == "TOS (ms)" and scar_ax.get_title() == "scar fraction"
     (coll,) = [c for c in tos_ax.collections if c.get_gid() == "bullseye"]
@@ -51,7 +64,9 @@ def test_bullseye_colours_encode_segments(tmp_path):
 
 def test_missing_segments_are_grey():
     rings = [ring("only", 5.0, late=range(0, 21))]  # one slice: mid ring only
-    fig = bullseye.bullseye_figure(rings, tos_range=(17.0, 100.0))
+    fig = bullseye.bullseye_figure(
+        rings, tos_range=(17.0, 100.0), orientation=orientation_lib.LEGACY
+    )
     coll = [c for c in fig.axes[0].collections if c.get_gid() == "bullseye"][0]
     fig.canvas.draw()
     faces = coll.get_facecolor()
