@@ -27,6 +27,12 @@ _OUTPUT_DIR = flags.DEFINE_string(
     "output_dir", "", "Where results go (default: results/<experiment>)."
 )
 _NUM_FIGURES = flags.DEFINE_integer("num_figures", 6, "Strain/TOS figures to draw.")
+_MC_SAMPLES = flags.DEFINE_integer(
+    "mc_samples",
+    20,
+    "MC-dropout passes behind the 90% TOS intervals (0: a constant-width "
+    "interval from the validation residuals).",
+)
 
 
 def _crossval_dirs(dirs: list[str]) -> bool:
@@ -75,8 +81,15 @@ def main(argv: list[str]) -> None:
     out = _OUTPUT_DIR.value
     if not out:
         out = f"results/{run_dir.load_config(_MODEL_DIR.value).name}"
+    if _MC_SAMPLES.value < 0:
+        raise UsageError("--mc_samples must be >= 0")
     result = evaluate.evaluate(
-        _MODEL_DIR.value, out, _RECORDS_DIR.value, _SPLIT.value, _NUM_FIGURES.value
+        _MODEL_DIR.value,
+        out,
+        _RECORDS_DIR.value,
+        _SPLIT.value,
+        _NUM_FIGURES.value,
+        mc_samples=_MC_SAMPLES.value,
     )
     print(json.dumps(result, indent=2))
 
