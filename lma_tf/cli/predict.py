@@ -13,6 +13,7 @@ TensorFlow.
 
 from __future__ import annotations
 
+import os
 import sys
 
 from absl import flags
@@ -62,6 +63,10 @@ def main(argv: list[str]) -> None:
     if _BATCH_SIZE.value <= 0:
         raise UsageError(f"--batch_size must be positive, got {_BATCH_SIZE.value}")
     print(f"[predict] {NOTICE}", file=sys.stderr)
+    # numpy loads next. Prediction makes no BLAS call worth a thread pool, and
+    # starting OpenBLAS's threads is a good part of numpy's import on a busy
+    # CPU; a value the user set is kept.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from lma_tf.serving import predict
 
     try:
@@ -72,6 +77,9 @@ def main(argv: list[str]) -> None:
             runtime=_RUNTIME.value,
             allow_pickle=_ALLOW_PICKLE.value,
             batch_size=_BATCH_SIZE.value,
+            # Bars on a terminal only: in a log they are noise, and tqdm's
+            # import costs more than reading one patient.
+            progress=sys.stderr.isatty(),
         )
     except FileNotFoundError:
         raise  # cli.run: a usage error (a missing input)

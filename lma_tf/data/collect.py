@@ -11,9 +11,7 @@ import collections
 import itertools
 import os
 import sys
-from collections.abc import Callable, Sequence
-
-import tqdm
+from collections.abc import Callable, Iterable, Sequence
 
 from lma_tf import textsafe
 from lma_tf.data import sources
@@ -40,7 +38,21 @@ def _nothing_to_read(inputs: Sequence[str], limit: int = 10_000) -> str:
 
 def report_to_stderr(r: Reject) -> None:
     """The reject line on stderr, without breaking a progress bar."""
-    tqdm.tqdm.write(r.line(), file=sys.stderr)
+    tqdm = sys.modules.get("tqdm")  # no bar can be showing if it is not loaded
+    if tqdm is not None:
+        tqdm.tqdm.write(r.line(), file=sys.stderr)
+    else:
+        sys.stderr.write(r.line() + "\n")
+
+
+def progress_bar(files: Iterable, progress: bool, **kwargs) -> Iterable:
+    """`files` under a tqdm bar when `progress`; tqdm is imported only then
+    (its import costs more than reading a patient's files)."""
+    if not progress:
+        return files
+    import tqdm
+
+    return tqdm.tqdm(files, **kwargs)
 
 
 def collect_slices(
@@ -75,7 +87,7 @@ def collect_slices(
     files = found.files
     if not files and not found.rejects:
         raise UsageError(_nothing_to_read(inputs))
-    for path in tqdm.tqdm(files, desc="reading", unit="file", disable=not progress):
+    for path in progress_bar(files, progress, desc="reading", unit="file"):
         kept = refused = 0
         for item in sources.read_source(path, allow_pickle, found.scope):
             if isinstance(item, Reject):

@@ -26,7 +26,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
-import tqdm
 
 from lma_tf.data import collect
 from lma_tf.data.slices import DenseSlice, Reject
@@ -106,10 +105,12 @@ def predict_slices(
     """Runs `model` (`load_model`'s) over validated slices, in their order."""
     _check_batch_size(batch_size)
     results: list[PredictedSlice | None] = [None] * len(slices)
-    bar = tqdm.tqdm(
-        total=len(slices), desc="predicting", unit="slice", disable=not progress
-    )
-    with bar:
+    bar = None
+    if progress:  # tqdm is imported only for a bar: it costs more than a patient
+        import tqdm
+
+        bar = tqdm.tqdm(total=len(slices), desc="predicting", unit="slice")
+    try:
         for idx in _batches(slices, batch_size):
             strain = np.stack([slices[i].strain_matrix for i in idx]).astype(np.float32)
             period = np.array([slices[i].frame_period_ms for i in idx], np.float32)
@@ -117,7 +118,11 @@ def predict_slices(
             for row, i in enumerate(idx):
                 outputs = {k: arrays[k][row] for k in contract.OUTPUT_KEYS}
                 results[i] = _predicted(slices[i], outputs)
-            bar.update(len(idx))
+            if bar is not None:
+                bar.update(len(idx))
+    finally:
+        if bar is not None:
+            bar.close()
     return results  # type: ignore[return-value]
 
 
@@ -142,7 +147,7 @@ def predict(
         else TensorFlow), `onnx` or `tensorflow` (`runtime.load_model`).
       allow_pickle: read pickled `.npy` lists (pickle runs code: trust them).
       batch_size: slices per call of the model.
-      progress: show tqdm bars.
+      progress: show tqdm bars (tqdm is imported only then).
       report: called with each reject (default: one line on stderr).
 
     Returns:

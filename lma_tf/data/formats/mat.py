@@ -29,16 +29,17 @@ from __future__ import annotations
 import io
 import struct
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import h5py
 import numpy as np
-import scipy.io
 
 from lma_tf import atomic, constants
-from lma_tf.data.formats import common, mat5_scan
+from lma_tf.data.formats import common, mat5_read, mat5_scan
 from lma_tf.data.slices import DenseSlice, Reject, SliceError, orientation_fields
 from lma_tf.decision import orientation as orientation_lib
+
+if TYPE_CHECKING:  # imported where used: h5py for v7.3, scipy.io for v5 writing
+    import h5py
 
 EXTENSION = ".mat"
 VERSIONS = ("5", "7.3")
@@ -96,9 +97,13 @@ def read(path: str) -> Iterator[DenseSlice | Reject]:
     (`_h5_lookup`); v5 variables are measured before they are loaded
     (`mat5_scan`). Raises on a file that is not a readable MAT file; the
     caller (`sources.read_source`) turns that into a Reject of the whole file.
+    A v5 file is read by `mat5_read` (numpy only: scipy.io alone takes longer
+    to import than a patient takes to read), scipy.io when that declines it.
     """
     slice_id = common.stem(path)
-    if h5py.is_hdf5(path):
+    if _is_hdf5(path):
+        import h5py
+
         with h5py.File(path, "r") as f:
             item = _slice(path, slice_id, lambda fields: _h5_lookup(f, fields))
     else:
@@ -107,14 +112,36 @@ def read(path: str) -> Iterator[DenseSlice | Reject]:
         except SliceError as e:
             yield Reject(path, slice_id, str(e))
             return
-        mat = scipy.io.loadmat(
-            path,
-            squeeze_me=True,
-            struct_as_record=False,
-            variable_names=_VARIABLES,
-        )
+        mat = mat5_read.load(path, _VARIABLES)
+        if mat is None:
+            import scipy.io
+
+            mat = scipy.io.loadmat(
+                path,
+                squeeze_me=True,
+                struct_as_record=False,
+                variable_names=_VARIABLES,
+            )
         item = _slice(path, slice_id, lambda fields: _v5_lookup(mat, fields))
     yield item
+
+
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _is_hdf5(path: str) -> bool:
+    """`h5py.is_hdf5` without importing h5py: HDF5's signature at offset 0,
+    512, 1024, 2048, ... (a v7.3 MAT file has it at 512, after its header)."""
+    with open(path, "rb") as f:
+        offset = 0
+        while True:
+            f.seek(offset)
+            head = f.read(len(_HDF5_SIGNATURE))
+            if len(head) < len(_HDF5_SIGNATURE):
+                return False
+            if head == _HDF5_SIGNATURE:
+                return True
+            offset = 512 if offset == 0 else offset * 2
 
 
 def _name(field: Field) -> str:
@@ -253,6 +280,8 @@ def _h5_class(obj: h5py.HLObject) -> str:
 
 
 def _is_ref_dataset(obj: Any) -> bool:
+    import h5py
+
     return isinstance(obj, h5py.Dataset) and h5py.check_dtype(ref=obj.dtype) is not None
 
 
@@ -264,6 +293,8 @@ MAX_REFERENCE_HOPS = 4
 
 def _h5_child(node: h5py.Group, name: str, field: str) -> Any:
     """`node[name]`, refusing links into other files."""
+    import h5py
+
     link = node.get(name, getlink=True)
     if isinstance(link, h5py.ExternalLink):
         raise SliceError(f"{field} is a link into another file; not followed")
@@ -278,6 +309,8 @@ def _h5_lookup(f: h5py.File, fields: Sequence[str]) -> Any:
     bounded (MAX_REFERENCE_HOPS per field) and every dataset's declared
     shape is checked before it is read.
     """
+    import h5py
+
     name = ".".join(fields)
     node: Any = f
     for part in fields:
@@ -393,6 +426,8 @@ def write_v5(path: str, s: DenseSlice) -> None:
         for j in range(2):
             seq[field][0, j] = np.array([[float(s.slice_location)]])
         variables[struct_name] = seq
+    import scipy.io
+
     buf = io.BytesIO()
     scipy.io.savemat(buf, variables, format="5", oned_as="row")
     atomic.write_bytes(path, buf.getvalue())
@@ -406,6 +441,8 @@ _MAT73_HEADER_TEXT = (
 
 def _set_matlab_struct(group: h5py.Group, field_names: Sequence[str]) -> None:
     """Marks a group as a MATLAB struct (MATLAB_class plus MATLAB_fields)."""
+    import h5py
+
     group.attrs.create("MATLAB_class", np.bytes_("struct"))
     vlen = h5py.vlen_dtype(np.dtype("S1"))
     names = np.empty(len(field_names), dtype=object)
@@ -437,6 +474,8 @@ def _write_matlab_array(parent: h5py.Group, name: str, value: np.ndarray) -> Non
 
 def _write_struct_array_location(f: h5py.File, location: float) -> None:
     """SequenceInfo as a 1x2 struct array: references into '/#refs#'."""
+    import h5py
+
     struct_name, field = SLICE_LOCATION
     refs = f.create_group("#refs#")
     seq = f.create_group(struct_name)
@@ -459,6 +498,8 @@ def write_v73(path: str, s: DenseSlice) -> None:
     SequenceInfo is a real 1x2 struct array: its field SliceLocation is a
     (2, 1) dataset of object references to (1, 1) doubles in '/#refs#'.
     """
+    import h5py
+
     with atomic.atomic_path(path) as tmp:
         with h5py.File(tmp, "w", userblock_size=512) as f:
             for struct_name, fields in _structs(s).items():
