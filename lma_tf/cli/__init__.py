@@ -34,6 +34,7 @@ COMMANDS = {
     "report": "per-subject pacing-target reports from prediction CSVs",
     "demo": "the whole pipeline end to end on the synthetic cohort",
     "benchmark": "speed and memory benchmarks",
+    "frontier": "accuracy per cost of candidate networks; picks the default",
 }
 
 

@@ -4,7 +4,7 @@
       [--scar=LGE_segments.csv] [--sector0=rv_insertion|segment1]
       [--sector_offset=0] [--direction=ccw|cw] [--base_at=high|low]
       [--model_info=INFO.json | --saved_model=E] [--input=RAW ...]
-      [--temperature=1 | --calibrate_on=VAL.csv]
+      [--temperature=1 | --calibrate_on=VAL.csv | --calibration=metrics.json]
 
 Several CSVs of the same inputs (seeds, folds) are an ensemble: their
 spread gives each sector a 90 % TOS interval. Writes R/<subject>/report.json
@@ -20,10 +20,9 @@ import sys
 
 from absl import flags
 
-# `lma_tf.decision.orientation.LANDMARK_DEG` and `DIRECTIONS`, spelled out so
-# that `--help` needs no numpy (tests/decision/report_test.py checks them).
-SECTOR0 = ("rv_insertion", "segment1")
-DIRECTIONS = ("ccw", "cw")
+from lma_tf.cli import orientation_flags
+from lma_tf.cli.orientation_flags import DIRECTIONS, SECTOR0  # noqa: F401 (checked)
+
 NOTICE = "Research use only \u2014 not a medical device"
 
 _PREDICTIONS = flags.DEFINE_list(
@@ -33,23 +32,8 @@ _OUTPUT_DIR = flags.DEFINE_string("output_dir", "report", "Where the report goes
 _SCAR = flags.DEFINE_string(
     "scar", None, "LGE segment table: subject_id, segment, scar_fraction|scar_percent."
 )
-_SECTOR0 = flags.DEFINE_enum(
-    "sector0",
-    "rv_insertion",
-    list(SECTOR0),
-    "The landmark at --sector_offset: the anterior RV insertion (DENSEanalysis' "
-    "usual reference) or the start of AHA segment 1 (lma-tf maps' layout).",
-)
-_SECTOR_OFFSET = flags.DEFINE_float(
-    "sector_offset", 0.0, "Sector coordinate of that landmark (0: sector 0 starts it)."
-)
-_DIRECTION = flags.DEFINE_enum(
-    "direction",
-    "ccw",
-    list(DIRECTIONS),
-    "Sector numbers grow counter-clockwise (AHA order) or clockwise, seen from "
-    "the apex.",
-)
+_SECTOR0, _SECTOR_OFFSET, _DIRECTION = orientation_flags.define()
+flags.adopt_module_key_flags(orientation_flags)
 _BASE_AT = flags.DEFINE_enum(
     "base_at", "high", ["high", "low"], "Which slice_location end is the base."
 )
@@ -70,6 +54,12 @@ _TEMPERATURE = flags.DEFINE_float(
 )
 _CALIBRATE_ON = flags.DEFINE_string(
     "calibrate_on", None, "Labelled validation CSV to fit the temperature on."
+)
+_CALIBRATION = flags.DEFINE_string(
+    "calibration",
+    None,
+    "metrics.json of `lma-tf evaluate`: its validation-fitted P(LMA) calibration "
+    "and, for a single CSV, its 90% TOS interval.",
 )
 
 
@@ -107,14 +97,10 @@ def main(argv: list[str]) -> None:
     print(f"[report] {NOTICE}", file=sys.stderr)
 
     from lma_tf.decision import run
-    from lma_tf.decision.orientation import Orientation
 
-    try:
-        orientation = Orientation(
-            _SECTOR0.value, _SECTOR_OFFSET.value, _DIRECTION.value
-        )
-    except ValueError as e:
-        raise UsageError(str(e)) from None
+    orientation = orientation_flags.orientation(
+        _SECTOR0.value, _SECTOR_OFFSET.value, _DIRECTION.value
+    )
     try:
         result = run.write_reports(
             _PREDICTIONS.value,
@@ -127,6 +113,7 @@ def main(argv: list[str]) -> None:
             allow_pickle=_ALLOW_PICKLE.value,
             temperature=_TEMPERATURE.value,
             calibrate_on=_CALIBRATE_ON.value,
+            calibration_file=_CALIBRATION.value,
         )
     except FileNotFoundError:
         raise  # cli.run: a usage error (a missing input)

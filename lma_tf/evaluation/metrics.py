@@ -46,10 +46,22 @@ DEFAULT_TABLE_KEYS = (
     "lma_precision",
     "lma_recall",
     "lma_f1",
-    "lma_ece",
+    # Decision, calibration (on the val-fitted calibration) and interval goals.
     "decision_top1_accuracy",
     "decision_top2_accuracy",
+    "lma_ece",
+    "tos_interval_coverage_90",
 )
+
+# --- Cost column group (lma_tf.evaluation.cost), shown by comparison_table
+# after the metric columns whenever a result carries them.
+COST_TABLE_KEYS = (
+    "params",
+    "flops_per_example",
+    "train_examples_per_s",
+    "latency_p50_ms",
+)
+# --- end of the cost column group
 
 CSV_COLUMNS = (
     "subject_id",
@@ -382,8 +394,12 @@ def comparison_table(
 ) -> str:
     """A markdown table: one row per experiment, one column per metric.
 
-    Missing or None values show as `-`.
+    Missing or None values show as `-`. The cost columns (COST_TABLE_KEYS)
+    follow the metric columns when the results carry them.
     """
+    # Cost column group: appended when any result has cost figures.
+    cost = [k for k in COST_TABLE_KEYS if any(k in m for m in results.values())]
+    keys = [*keys, *(k for k in cost if k not in keys)]
     header = "| experiment | " + " | ".join(keys) + " |"
     rule = "|---|" + "---:|" * len(keys)
     lines = [header, rule]

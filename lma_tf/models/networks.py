@@ -2,9 +2,19 @@
 
 Input `strain` is (batch, sectors, frames) raw Ecc; the first layer
 normalises it with the train-split statistics stored in the config, so the
-same graph serves raw strain. Sectors are never pooled: every block keeps the
-ring resolution (circularly padded), time is pooled, and the heads read each
-sector's whole time course plus a global summary of the slice.
+same graph serves raw strain. By default sectors are never pooled: every
+block keeps the ring resolution (circularly padded), time is pooled, and the
+heads read each sector's whole time course plus a global summary of the slice.
+
+Leaner options (docs/model.md, "Leaner variants"):
+  model.separable     depthwise-separable convolutions (depthwise 3x3, then
+                      a 1x1 pointwise) in every block after the first.
+  model.sector_pools  the first k trunk blocks also halve the sector axis; each
+                      head restores the ring (`SectorUpsample`, interpolating
+                      around the circle) and reads the sector's own normalised
+                      strain beside it, so every one of the 128 sectors gets
+                      its own prediction and the padded ones stay masked by
+                      the loss weights as before.
 
 Outputs (a dict, by name):
   tos: (batch, sectors) TOS in ms through leaky_relu(x - 17) + 17: a leaky
@@ -54,6 +64,48 @@ class CircularPad2D(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="lma_tf")
+class SectorUpsample(layers.Layer):
+    """Doubles the sector axis (1) `times` times by linear interpolation.
+
+    Each coarse sector i becomes 2i and 2i + 1 at 3/4 itself and 1/4 its
+    neighbour on that side (the half-pixel rule of bilinear resizing); the
+    neighbour of the first and last sector wraps around the ring when
+    `circular`, else is the sector itself (edge).
+    """
+
+    def __init__(self, times: int, circular: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        self.times = times
+        self.circular = circular
+
+    def call(self, x):
+        for _ in range(self.times):
+            if self.circular:
+                before = ops.concatenate([x[:, -1:], x[:, :-1]], axis=1)
+                after = ops.concatenate([x[:, 1:], x[:, :1]], axis=1)
+            else:
+                before = ops.concatenate([x[:, :1], x[:, :-1]], axis=1)
+                after = ops.concatenate([x[:, 1:], x[:, -1:]], axis=1)
+            even = 0.75 * x + 0.25 * before
+            odd = 0.75 * x + 0.25 * after
+            # (B, S, 2, ...) -> (B, 2S, ...): interleave even and odd.
+            both = ops.stack([even, odd], axis=2)
+            x = ops.reshape(both, (-1, 2 * x.shape[1], *x.shape[2:]))
+        return x
+
+    def compute_output_shape(self, input_shape):
+        s = input_shape[1]
+        return (
+            input_shape[0],
+            None if s is None else s * 2**self.times,
+            *input_shape[2:],
+        )
+
+    def get_config(self):
+        return {**super().get_config(), "times": self.times, "circular": self.circular}
+
+
+@keras.saving.register_keras_serializable(package="lma_tf")
 class ShiftedLeakyReLU(layers.Layer):
     """leaky_relu(x - floor) + floor: TOS never predicted below 17 ms."""
 
@@ -72,19 +124,37 @@ class ShiftedLeakyReLU(layers.Layer):
 
 
 def _conv_block(
-    x, channels: int, kernel: int, pool_frames: bool, circular: bool, name: str
+    x,
+    channels: int,
+    kernel: int,
+    pool_frames: bool,
+    circular: bool,
+    name: str,
+    separable: bool = False,
+    pool_sectors: bool = False,
 ):
-    """conv -> (max-pool over frames) -> BatchNorm -> ReLU, the authors' block order."""
+    """conv -> (max-pool) -> BatchNorm -> ReLU, the authors' block order.
+
+    `separable` uses a depthwise-separable convolution (not on a 1-channel
+    input, where it saves nothing); `pool_frames` / `pool_sectors` halve the
+    frame / sector axis.
+    """
     if circular:
         x = CircularPad2D(kernel // 2, kernel // 2, name=f"{name}_pad")(x)
         padding = "valid"
     else:
         padding = "same"
-    x = layers.Conv2D(
-        channels, kernel, padding=padding, use_bias=False, name=f"{name}_conv"
-    )(x)
-    if pool_frames:
-        x = layers.MaxPooling2D((1, 2), name=f"{name}_pool")(x)
+    if separable and x.shape[-1] > 1:
+        x = layers.SeparableConv2D(
+            channels, kernel, padding=padding, use_bias=False, name=f"{name}_conv"
+        )(x)
+    else:
+        x = layers.Conv2D(
+            channels, kernel, padding=padding, use_bias=False, name=f"{name}_conv"
+        )(x)
+    if pool_frames or pool_sectors:
+        pool = (2 if pool_sectors else 1, 2 if pool_frames else 1)
+        x = layers.MaxPooling2D(pool, name=f"{name}_pool")(x)
     # Synchronised: under tf.distribute every replica normalises with, and
     # stores, the statistics of the global batch (identical moving stats).
     x = layers.BatchNormalization(synchronized=_SYNC_BN, name=f"{name}_bn")(x)
@@ -100,17 +170,32 @@ def _normalise(strain, config: ml_collections.ConfigDict):
     )(x)
 
 
-def _head(trunk, context, config: ml_collections.ConfigDict, name: str):
-    """Conv blocks + a per-sector MLP over the sector's time course and context."""
+def _head(trunk, context, config: ml_collections.ConfigDict, name: str, skip=None):
+    """Conv blocks + a per-sector MLP over the sector's time course and context.
+
+    With pooled sectors the blocks run on the coarse ring, which is then
+    interpolated back to every sector and joined by `skip`, each sector's own
+    normalised strain (B, sectors, frames).
+    """
     m = config.model
     x = trunk
     for i, c in enumerate(m.head_channels):
         x = _conv_block(
-            x, c, m.kernel_size, False, m.circular_padding, f"{name}_block{i}"
+            x,
+            c,
+            m.kernel_size,
+            False,
+            m.circular_padding,
+            f"{name}_block{i}",
+            separable=m.get("separable", False),
         )
     s = config.data.num_sectors
+    pools = int(m.get("sector_pools", 0))
+    if pools:
+        x = SectorUpsample(pools, m.circular_padding, name=f"{name}_upsample")(x)
     x = layers.Reshape((s, x.shape[2] * x.shape[3]), name=f"{name}_flatten")(x)
-    x = layers.Concatenate(name=f"{name}_context")([x, context])
+    parts = [x, context] if skip is None else [x, skip, context]
+    x = layers.Concatenate(name=f"{name}_context")(parts)
     for i, units in enumerate(m.head_units):
         x = layers.Dense(units, activation="relu", name=f"{name}_dense{i}")(x)
         if m.dropout:
@@ -141,9 +226,20 @@ def build_cnn(config: ml_collections.ConfigDict) -> keras.Model:
     m, d = config.model, config.data
     strain = keras.Input((d.num_sectors, d.num_frames), name="strain")
     x = _normalise(strain, config)
+    pools = int(m.get("sector_pools", 0))
+    skip = None
+    if pools:
+        skip = layers.Reshape((d.num_sectors, d.num_frames), name="sector_skip")(x)
     for i, c in enumerate(m.trunk_channels):
         x = _conv_block(
-            x, c, m.kernel_size, i < m.frame_pools, m.circular_padding, f"trunk{i}"
+            x,
+            c,
+            m.kernel_size,
+            i < m.frame_pools,
+            m.circular_padding,
+            f"trunk{i}",
+            separable=m.get("separable", False),
+            pool_sectors=i < pools,
         )
     # Slice-level summary given to every sector: scar vs. late often hinges
     # on what the rest of the ring is doing.
@@ -153,9 +249,9 @@ def build_cnn(config: ml_collections.ConfigDict) -> keras.Model:
     kind = registry.get(m.kind)
     outputs = {}
     if kind.has_tos:
-        outputs[TOS] = _tos_output(_head(x, context, config, "tos_head"), config)
+        outputs[TOS] = _tos_output(_head(x, context, config, "tos_head", skip), config)
     if kind.has_lma:
-        outputs[LMA] = _lma_output(_head(x, context, config, "lma_head"))
+        outputs[LMA] = _lma_output(_head(x, context, config, "lma_head", skip))
     return keras.Model(strain, outputs, name=m.kind)
 
 
