@@ -27,6 +27,12 @@ _OUTPUT_DIR = flags.DEFINE_string(
     "output_dir", "", "Where results go (default: results/<experiment>)."
 )
 _NUM_FIGURES = flags.DEFINE_integer("num_figures", 6, "Strain/TOS figures to draw.")
+_COST = flags.DEFINE_bool(
+    "cost",
+    True,
+    "--compare: also measure each network's cost (parameters, FLOPs, latency, "
+    "training examples/s); --nocost skips it.",
+)
 _MC_SAMPLES = flags.DEFINE_integer(
     "mc_samples",
     20,
@@ -74,7 +80,7 @@ def main(argv: list[str]) -> None:
     if _COMPARE.value:
         out = _OUTPUT_DIR.value or "results/comparison"
         results = evaluate.compare(
-            _COMPARE.value, out, _RECORDS_DIR.value, _SPLIT.value
+            _COMPARE.value, out, _RECORDS_DIR.value, _SPLIT.value, cost=_COST.value
         )
         print(metrics.comparison_table(results))
         return

@@ -1,8 +1,9 @@
 """Evaluation on a split: the paper's metrics, per-slice CSV and figures.
 
 `lma-tf evaluate --model_dir=M --split=test --output_dir=R` (or `--compare=M1,M2`)
-writes R/metrics.json, R/per_slice.csv, R/figures/*.png; with --compare,
-R/comparison.md, R/comparison.json and R/comparison.png.
+writes R/metrics.json, R/per_slice.csv, R/reliability.png, R/figures/*.png;
+with --compare, R/comparison.md, R/comparison.json, R/comparison.png and
+R/cost_frontier.png (combined TOS MAE against FLOPs per example).
 """
 
 from __future__ import annotations
