@@ -66,6 +66,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.head_channels = (64,)
     c.model.head_units = (64,)
     c.model.dropout = 0.1
+    # Leaner variants (docs/model.md): depthwise-separable convolutions, and
+    # how many trunk blocks halve the sector axis (the heads restore it).
+    c.model.separable = False
+    c.model.sector_pools = 0
     c.model.tos_bias_init_ms = -1.0  # < 0: use the train-split mean TOS
     # Train-split statistics; 0 = fill in from the records' manifest at training
     # time. Saved with the resolved config so serving normalises identically.
@@ -92,6 +96,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.deterministic_ops = False
     c.train.backup_every_steps = 50
     c.train.log_every_steps = 10
+    # Optimizer steps per tf.function call (a loop inside the call: fewer
+    # Python round trips), and XLA compilation of each step (docs/model.md).
+    c.train.steps_per_execution = 1
+    c.train.jit_compile = False
 
     c.classical = ml_collections.ConfigDict()
     c.classical.smooth_sectors = 5
@@ -122,6 +130,18 @@ def validate_config(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         raise ValueError("train.batch_size and train.epochs must be positive")
     if c.train.learning_rate <= 0:
         raise ValueError("train.learning_rate must be positive")
+    fused = c.train.get("steps_per_execution", 1)
+    if isinstance(fused, bool) or not isinstance(fused, int) or fused < 1:
+        raise ValueError(f"train.steps_per_execution={fused!r} must be an int >= 1")
+    if not isinstance(c.train.get("jit_compile", False), bool):
+        raise ValueError("train.jit_compile must be True or False")
+    if c.train.get("jit_compile", False) and c.train.deterministic_ops:
+        raise ValueError(
+            "train.jit_compile and train.deterministic_ops cannot both be on: "
+            "XLA has no deterministic max-pool gradient"
+        )
+    if c.train.backup_every_steps < 1:
+        raise ValueError("train.backup_every_steps must be >= 1")
     if c.train.selection_metric not in SELECTION_METRICS:
         raise ValueError(
             f"train.selection_metric={c.train.selection_metric!r} not in "
@@ -141,7 +161,23 @@ def validate_config(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
             raise ValueError(
                 f"data.num_frames={c.data.num_frames} not divisible by 2^{pools}"
             )
+        _validate_lean_model(c)
     return c
+
+
+def _validate_lean_model(c: ml_collections.ConfigDict) -> None:
+    """The leaner-network options of `networks.build_cnn` (model block)."""
+    m = c.model
+    if not isinstance(m.get("separable", False), bool):
+        raise ValueError("model.separable must be True or False")
+    pools = m.get("sector_pools", 0)
+    if not isinstance(pools, int) or not 0 <= pools <= len(m.trunk_channels):
+        raise ValueError("model.sector_pools must be in 0..len(trunk_channels)")
+    if c.data.num_sectors % (2**pools):
+        raise ValueError(
+            f"data.num_sectors={c.data.num_sectors} not divisible by 2^{pools} "
+            "(model.sector_pools)"
+        )
 
 
 def experiments_dir() -> str:

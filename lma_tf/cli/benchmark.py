@@ -1,7 +1,7 @@
 """`lma-tf benchmark WHICH`: figures and ratios measured in one run.
 
 lma-tf benchmark records   # conversion + input pipeline
-lma-tf benchmark train     # training examples/s: shards vs in memory
+lma-tf benchmark train     # training examples/s: XLA, fused steps, vs PyTorch
 lma-tf benchmark serve     # SavedModel vs ONNX Runtime latency/throughput
 lma-tf benchmark patient   # one patient's .mat files -> CSV, cold process
 """
@@ -20,7 +20,7 @@ _FRAMES = flags.DEFINE_integer("num_frames", 40, "serve: frames per slice.")
 _SERVE_BATCH = flags.DEFINE_integer("serve_batch", 256, "serve: slices per batch.")
 _CALLS = flags.DEFINE_integer("latency_calls", 200, "serve: timed single-slice calls.")
 _BATCH_CALLS = flags.DEFINE_integer("batch_calls", 5, "serve: timed batch calls.")
-_STEPS = flags.DEFINE_integer("steps", 30, "Timed training steps (train).")
+_STEPS = flags.DEFINE_integer("steps", 32, "train: timed steps per figure.")
 _RUNS = flags.DEFINE_integer("runs", 5, "patient: timed fresh processes per path.")
 _OUTPUT = flags.DEFINE_string("output", "", "Optional JSON file for the figures.")
 
@@ -37,7 +37,7 @@ def main(argv: list[str]) -> None:
     if which == "records":
         result = bench.bench_records(_SUBJECTS.value, _BATCH.value, _EPOCHS.value)
     elif which == "train":
-        result = bench.bench_train(min(_SUBJECTS.value, 100), steps=_STEPS.value)
+        result = bench.bench_train(min(_SUBJECTS.value, 40), steps=_STEPS.value)
     elif which == "patient":
         result = bench.bench_patient(runs=_RUNS.value)
     else:

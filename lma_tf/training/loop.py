@@ -197,7 +197,8 @@ class Trainer:
         """Trains the remaining epochs; returns history, why it stopped, checksum.
 
         Args:
-          fault_hook: called with the global step after every step.
+          fault_hook: called with the global step after every step (every
+            chunk of `train.steps_per_execution` steps).
         """
         try:
             stopped = self._epochs(fault_hook)
@@ -284,6 +285,13 @@ class Trainer:
     ) -> dict:
         """The rest of `epoch` (from the backup's step); returns its train metrics.
 
+        Steps run in chunks of `train.steps_per_execution` per call, cut short
+        at the epoch's end and at every `train.backup_every_steps` boundary,
+        so backups (and a resumed run) fall on the same steps for any chunk
+        size. The progress bar, the NaN check and `fault_hook` run after each
+        chunk; per-step TensorBoard scalars are written for the chunk that
+        reaches each `train.log_every_steps` boundary.
+
         Raises:
           TrainingError: the loss became NaN or infinite.
         """
@@ -295,37 +303,48 @@ class Trainer:
             stateful_metrics=["loss", "tos_mae_ms", "lma_accuracy"],
             verbose=1 if self.progress else 0,
         )
+        chunk = int(self.config.train.get("steps_per_execution", 1))
+        backup_every = int(self.config.train.backup_every_steps)
+        log_every = int(self.config.train.log_every_steps)
         totals: dict[str, float] = {}
-        clock = time.perf_counter()
-        for step in range(start_step, num_steps):
-            sums = {k: float(v) for k, v in self.train_step(iterator).items()}
+        clock, logged = time.perf_counter(), start_step
+        step = start_step
+        while step < num_steps:
+            n = min(chunk, num_steps - step, backup_every - step % backup_every)
+            sums = {k: float(v) for k, v in self.train_step(iterator, n).items()}
             if not math.isfinite(sums["loss"]):
+                steps_done = f"step {step}" + (f"-{step + n - 1}" if n > 1 else "")
                 raise NonFiniteError(
-                    f"loss became {sums['loss']} at epoch {epoch}, step {step} "
+                    f"loss became {sums['loss']} at epoch {epoch}, {steps_done} "
                     f"(global step {state.global_step})"
                 )
             for k, v in sums.items():
                 totals[k] = totals.get(k, 0.0) + v
-            done = step - start_step + 1
+            step += n
             bar.update(
-                step + 1, list(steps.finish(totals, done * self.global_batch).items())
+                step,
+                list(
+                    steps.finish(
+                        totals, (step - start_step) * self.global_batch
+                    ).items()
+                ),
             )
-            state.step.assign(step + 1)
-            every = int(self.config.train.log_every_steps)
-            if every > 0 and (step + 1) % every == 0:
+            state.step.assign(step)
+            if log_every > 0 and step // log_every > (step - n) // log_every:
                 now = time.perf_counter()
-                self._log_step(sums, every * self.global_batch / (now - clock))
-                clock = now
-            if (step + 1) % int(self.config.train.backup_every_steps) == 0:
+                rate = (step - logged) * self.global_batch / (now - clock)
+                self._log_step(sums, n, rate)
+                clock, logged = now, step
+            if step % backup_every == 0:
                 state.save_backup()
             if fault_hook is not None:
                 fault_hook(state.global_step)
         done = max(num_steps - start_step, 1)
         return steps.finish(totals, done * self.global_batch)
 
-    def _log_step(self, sums: dict, examples_per_second: float) -> None:
-        """Per-step TensorBoard scalars: loss, learning rate, examples/s."""
-        step_metrics = steps.finish(sums, self.global_batch)
+    def _log_step(self, sums: dict, num_steps: int, examples_per_second: float) -> None:
+        """Per-step TensorBoard scalars: loss (of the last chunk), lr, examples/s."""
+        step_metrics = steps.finish(sums, num_steps * self.global_batch)
         optimizer = self.state.optimizer
         lr = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
         with self.writers["train"].as_default(step=self.state.global_step):

@@ -55,6 +55,7 @@ HARMLESS_ON_RESUME = frozenset(
         "name",
         "train.backup_every_steps",
         "train.log_every_steps",
+        "train.steps_per_execution",  # the same steps, fused or not
         "data.cache",
         "data.cache_max_mb",
     }

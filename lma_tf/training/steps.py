@@ -12,6 +12,7 @@ from collections.abc import Callable
 import keras
 import ml_collections
 import tensorflow as tf
+from absl import logging
 
 from lma_tf.models import losses
 
@@ -64,6 +65,17 @@ def finish(sums: dict, num_examples: float) -> dict:
     return out
 
 
+def _sum_keys(model: keras.Model) -> list[str]:
+    """The keys of a step's sums for `model`'s outputs (see `summaries`)."""
+    outputs = model.output if isinstance(model.output, dict) else {}
+    keys = ["weight", "loss"]
+    if "tos" in outputs:
+        keys.append("tos_abs_err")
+    if "lma" in outputs:
+        keys.append("lma_correct")
+    return keys
+
+
 def build_train_step(
     strategy: tf.distribute.Strategy,
     model: keras.Model,
@@ -71,17 +83,29 @@ def build_train_step(
     config: ml_collections.ConfigDict,
     global_batch: int,
 ) -> Callable:
-    """A `tf.function` taking a distributed iterator; returns summed metrics.
+    """`train_step(iterator, num_steps=1)`: that many steps; their summed metrics.
 
     Gradients are all-reduced by the Keras optimizer inside `strategy.run`;
     clipping (`train.clipnorm`) is applied to each replica's share before
     that (clip-then-sum: with clipping active, updates depend on the replica
     count; set it to 0 for replica-count-invariant updates).
+
+    With `train.steps_per_execution` > 1 the steps run in a loop inside one
+    `tf.function` call (one Python round trip per `num_steps` steps, any
+    count up to the caller, without retracing). With `train.jit_compile` the
+    step (forward, backward, clipping, optimizer update) is compiled with XLA
+    under a one-replica strategy; under several replicas it is not (a
+    warning says so): synchronised BatchNorm's and the optimizer's
+    cross-replica sums cannot run inside a compiled function, and the
+    forward pass holds the former.
     """
     clipnorm = float(config.train.clipnorm)
     mixed = bool(config.train.mixed_precision)
+    fused = int(config.train.get("steps_per_execution", 1)) > 1
+    jit = bool(config.train.get("jit_compile", False))
+    keys = _sum_keys(model)
 
-    def step_fn(inputs):
+    def gradients(inputs):
         feats, labels, weights = inputs
         with tf.GradientTape() as tape:
             outputs = model(feats["strain"], training=True)
@@ -96,18 +120,50 @@ def build_train_step(
             # loss scale here; clip at the same threshold in true units.
             limit = clipnorm * optimizer.dynamic_scale if mixed else clipnorm
             grads, _ = tf.clip_by_global_norm(grads, limit)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
         sums = summaries(outputs, labels, weights)
         sums["loss"] = tf.reduce_sum(per_example)
+        return grads, sums
+
+    def step_fn(inputs):
+        grads, sums = gradients(inputs)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
         return sums
 
-    @tf.function
-    def train_step(iterator):
+    if jit and strategy.num_replicas_in_sync == 1:
+        step_fn = tf.function(step_fn, jit_compile=True)
+    elif jit:
+        logging.warning(
+            "train.jit_compile is ignored under %d replicas: synchronised "
+            "BatchNorm and the optimizer sum across replicas, which XLA cannot "
+            "do inside a compiled step",
+            strategy.num_replicas_in_sync,
+        )
+
+    def one_step(iterator) -> dict:
         per_replica = strategy.run(step_fn, args=(next(iterator),))
         return {
             k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
             for k, v in per_replica.items()
         }
+
+    @tf.function
+    def single(iterator):
+        return one_step(iterator)
+
+    @tf.function
+    def loop(iterator, num_steps):
+        totals = {k: tf.constant(0.0, tf.float32) for k in keys}
+        for _ in tf.range(num_steps):
+            sums = one_step(iterator)
+            totals = {k: totals[k] + tf.cast(sums[k], tf.float32) for k in keys}
+        return totals
+
+    def train_step(iterator, num_steps: int = 1) -> dict:
+        if num_steps < 1:
+            raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+        if num_steps == 1 and not fused:
+            return single(iterator)
+        return loop(iterator, tf.constant(num_steps, tf.int32))
 
     return train_step
 

@@ -115,7 +115,7 @@ def draw_orientation(ax: Axes, orientation: Orientation, title: str = "") -> Non
 DEFAULT_PANELS = (
     (orientation_lib.DEFAULT, "default\n--sector0=rv_insertion --direction=ccw"),
     (Orientation("rv_insertion", 0.0, "cw"), "\n--sector0=rv_insertion --direction=cw"),
-    (orientation_lib.LEGACY, "sector 0 at segment 1\n--sector0=segment1 --direction=ccw"),
+    (orientation_lib.LEGACY, "segment 1 first\n--sector0=segment1 --direction=ccw"),
 )
 
 
