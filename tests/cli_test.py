@@ -49,10 +49,19 @@ def lma(cwd, *args: str, stderr_file: str | None = None) -> subprocess.Completed
     return proc
 
 
+# TensorFlow's own C++ start-up log lines (absl format, e.g. "I0000 ... port.cc:
+# oneDNN custom operations are on ... round-off errors ..."): not our errors.
+TF_LOG_LINE = re.compile(r"^[IWEF]\d{4} [\d:.]+ +\d+ \S+:\d+\]")
+
+
 def error_line(proc: subprocess.CompletedProcess, command: str) -> str:
     """The one error line of a failed command; fails unless exit 2 and one line."""
     assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    errors = [ln for ln in proc.stderr.splitlines() if "error" in ln.lower()]
+    errors = [
+        ln
+        for ln in proc.stderr.splitlines()
+        if "error" in ln.lower() and not TF_LOG_LINE.match(ln)
+    ]
     assert len(errors) == 1, f"expected one error line, got:\n{proc.stderr[-2000:]}"
     assert errors[0].startswith(f"lma-tf {command}: error: "), errors[0]
     assert proc.returncode == 2, f"exit {proc.returncode}: {errors[0]}"
