@@ -71,6 +71,8 @@ paper-tethered: setup
 bench: setup
 	$(PY) tools/benchmark.py records
 	$(PY) tools/benchmark.py train
+	$(PY) tools/benchmark.py serve
+	$(PY) tools/benchmark.py patient
 
 bazel-test: setup
 	bazel test //...
