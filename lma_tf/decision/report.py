@@ -212,6 +212,42 @@ def decision_metrics(
     return metrics_from_results(analyse(slices, orientation, base_at_high, lge))
 
 
+def decision_scores(
+    subject_ids: Sequence[str],
+    slice_ids: Sequence[str],
+    slice_locations,
+    tos_ms,
+    lma_probability,
+    true_tos_ms,
+    scar_fraction,
+    has_tos,
+    has_scar,
+) -> dict:
+    """`decision_metrics` of (N, 126) split arrays, as `decision_*` metric keys.
+
+    What evaluation and cross-validation report: top-1 / top-2 / adjacent
+    target accuracy (default orientation) and the subjects counted.
+    """
+    slices = predicted_slices(
+        subject_ids,
+        slice_ids,
+        slice_locations,
+        tos_ms,
+        lma_probability,
+        true_tos_ms,
+        scar_fraction,
+        has_tos,
+        has_scar,
+    )
+    decision = decision_metrics(slices)
+    out = {
+        f"decision_{key}": decision[key]
+        for key in ("top1_accuracy", "top2_accuracy", "adjacent_accuracy")
+    }
+    out["decision_num_subjects"] = decision["num_subjects"]
+    return out
+
+
 def sector_calibration(
     slices: Sequence[PredictedSlice | EnsembleSlice], num_bins: int = 15
 ) -> dict | None:

@@ -170,21 +170,19 @@ def _decision_and_calibration(
             batch.weight,
         )
     if pred.tos_ms is not None:
-        slices = decision_report.predicted_slices(
-            batch.subject_id,
-            batch.slice_id,
-            batch.slice_location,
-            pred.tos_ms,
-            pred.lma_probability,
-            batch.true_tos,
-            batch.scar,
-            batch.has_tos,
-            batch.has_scar,
+        out.update(
+            decision_report.decision_scores(
+                batch.subject_id,
+                batch.slice_id,
+                batch.slice_location,
+                pred.tos_ms,
+                pred.lma_probability,
+                batch.true_tos,
+                batch.scar,
+                batch.has_tos,
+                batch.has_scar,
+            )
         )
-        decision = decision_report.decision_metrics(slices)
-        for key in ("top1_accuracy", "top2_accuracy", "adjacent_accuracy"):
-            out[f"decision_{key}"] = decision[key]
-        out["decision_num_subjects"] = decision["num_subjects"]
     return out
 
 

@@ -259,21 +259,19 @@ def _decision_and_calibration(arrays: dict[str, np.ndarray], has_tos: bool) -> d
             arrays["probability_calibrated"], labels, arrays["weight"]
         )
     if has_tos and "slice_location" in arrays:
-        slices = decision_report.predicted_slices(
-            arrays["subject_id"].tolist(),
-            arrays["slice_id"].tolist(),
-            arrays["slice_location"],
-            arrays["tos"],
-            arrays["probability"],
-            arrays["true_tos"],
-            arrays["scar"],
-            arrays["has_tos"] > 0,
-            arrays["has_scar"] > 0,
+        out.update(
+            decision_report.decision_scores(
+                arrays["subject_id"].tolist(),
+                arrays["slice_id"].tolist(),
+                arrays["slice_location"],
+                arrays["tos"],
+                arrays["probability"],
+                arrays["true_tos"],
+                arrays["scar"],
+                arrays["has_tos"] > 0,
+                arrays["has_scar"] > 0,
+            )
         )
-        decision = decision_report.decision_metrics(slices)
-        out["decision_top1_accuracy"] = decision["top1_accuracy"]
-        out["decision_top2_accuracy"] = decision["top2_accuracy"]
-        out["decision_adjacent_accuracy"] = decision["adjacent_accuracy"]
     return out
 
 

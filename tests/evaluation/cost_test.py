@@ -7,6 +7,7 @@ import pytest
 from keras import layers
 
 from lma_tf import config as lma_config
+from lma_tf import testing
 from lma_tf.evaluation import cost
 
 
@@ -68,14 +69,7 @@ def test_a_kind_without_network_costs_nothing():
 
 
 def _tiny_config():
-    c = lma_config.base_config()
-    c.model.trunk_channels = (4, 8)
-    c.model.frame_pools = 2
-    c.model.head_channels = (8,)
-    c.model.head_units = (8,)
-    c.data.num_frames = 32
-    c.train.batch_size = 4
-    return c
+    return testing.tiny_config(lma_config.base_config(), "", batch_size=4)
 
 
 def test_training_speed_runs_the_project_train_step(monkeypatch):
