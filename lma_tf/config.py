@@ -66,10 +66,17 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.head_channels = (64,)
     c.model.head_units = (64,)
     c.model.dropout = 0.1
+    # Weight of the old moving statistics in BatchNorm. 0.9 (PyTorch's 0.1):
+    # a small train split gives few steps per epoch, and at Keras' 0.99 the
+    # inference statistics lag the weights for tens of epochs (docs/model.md).
+    c.model.bn_momentum = 0.9
+    # Residual dilated convolutions along the ring after the trunk, one per
+    # dilation (e.g. (2, 4, 8, 16)): each sector sees more of the ring.
+    c.model.ring_dilations = (2, 4, 8)
     # Leaner variants (docs/model.md): depthwise-separable convolutions, and
     # how many trunk blocks halve the sector axis (the heads restore it).
     c.model.separable = False
-    c.model.sector_pools = 0
+    c.model.sector_pools = 2
     c.model.tos_bias_init_ms = -1.0  # < 0: use the train-split mean TOS
     # Train-split statistics; 0 = fill in from the records' manifest at training
     # time. Saved with the resolved config so serving normalises identically.
@@ -166,8 +173,11 @@ def validate_config(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 
 def _validate_lean_model(c: ml_collections.ConfigDict) -> None:
-    """The leaner-network options of `networks.build_cnn` (model block)."""
+    """The network-shape options of `networks.build_cnn` (model block)."""
     m = c.model
+    momentum = m.get("bn_momentum", 0.99)
+    if isinstance(momentum, bool) or not 0.0 <= momentum < 1.0:
+        raise ValueError(f"model.bn_momentum={momentum!r} must be in [0, 1)")
     if not isinstance(m.get("separable", False), bool):
         raise ValueError("model.separable must be True or False")
     pools = m.get("sector_pools", 0)
@@ -178,6 +188,15 @@ def _validate_lean_model(c: ml_collections.ConfigDict) -> None:
             f"data.num_sectors={c.data.num_sectors} not divisible by 2^{pools} "
             "(model.sector_pools)"
         )
+    ring = c.data.num_sectors // 2**pools
+    for dilation in m.get("ring_dilations", ()):
+        if isinstance(dilation, bool) or not isinstance(dilation, int):
+            raise ValueError(f"model.ring_dilations: {dilation!r} is not an int")
+        if not 1 <= dilation < ring:
+            raise ValueError(
+                f"model.ring_dilations: {dilation} must be in 1..{ring - 1} "
+                f"(the trunk's ring has {ring} sectors)"
+            )
 
 
 def experiments_dir() -> str:

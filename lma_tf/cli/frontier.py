@@ -23,7 +23,7 @@ DEFAULT_EXPERIMENTS = (
     "multitask",
     "multitask_narrow",
     "multitask_separable",
-    "multitask_sector_pool",
+    "multitask_full_ring",
     "multitask_lean",
 )
 _RECORDS_DIR = flags.DEFINE_string("records_dir", "", "Records folder (required).")

@@ -2,11 +2,12 @@
 
 Input `strain` is (batch, sectors, frames) raw Ecc; the first layer
 normalises it with the train-split statistics stored in the config, so the
-same graph serves raw strain. By default sectors are never pooled: every
-block keeps the ring resolution (circularly padded), time is pooled, and the
-heads read each sector's whole time course plus a global summary of the slice.
+same graph serves raw strain. Time is pooled; the ring is pooled twice in
+the trunk (128 -> 32, circularly padded), widened by dilated ring blocks,
+and restored to every sector in each head, which reads that sector's
+features over time, its own strain and a global summary of the slice.
 
-Leaner options (docs/model.md, "Leaner variants"):
+Network-shape options (docs/model.md, "The network", "Leaner variants"):
   model.separable     depthwise-separable convolutions (depthwise 3x3, then
                       a 1x1 pointwise) in every block after the first.
   model.sector_pools  the first k trunk blocks also halve the sector axis; each
@@ -15,6 +16,8 @@ Leaner options (docs/model.md, "Leaner variants"):
                       strain beside it, so every one of the 128 sectors gets
                       its own prediction and the padded ones stay masked by
                       the loss weights as before.
+  model.ring_dilations  residual 3x1 convolutions along the ring after the
+                      trunk, one per listed dilation: a wider sector view.
 
 Outputs (a dict, by name):
   tos: (batch, sectors) TOS in ms through leaky_relu(x - 17) + 17: a leaky
@@ -132,6 +135,7 @@ def _conv_block(
     name: str,
     separable: bool = False,
     pool_sectors: bool = False,
+    bn_momentum: float = 0.9,
 ):
     """conv -> (max-pool) -> BatchNorm -> ReLU, the authors' block order.
 
@@ -157,8 +161,35 @@ def _conv_block(
         x = layers.MaxPooling2D(pool, name=f"{name}_pool")(x)
     # Synchronised: under tf.distribute every replica normalises with, and
     # stores, the statistics of the global batch (identical moving stats).
-    x = layers.BatchNormalization(synchronized=_SYNC_BN, name=f"{name}_bn")(x)
+    x = layers.BatchNormalization(
+        synchronized=_SYNC_BN, momentum=bn_momentum, name=f"{name}_bn"
+    )(x)
     return layers.ReLU(name=f"{name}_relu")(x)
+
+
+def _ring_block(x, dilation: int, circular: bool, momentum: float, name: str):
+    """Residual conv along the ring only (kernel 3x1, dilated): wider sector view.
+
+    A stack with dilations 2, 4, 8, ... lets every sector's features see most
+    of the ring at full resolution, so a head can tell a late region from a
+    tethered scar by what lies around it.
+    """
+    y = x
+    if circular:
+        y = CircularPad2D(dilation, 0, name=f"{name}_pad")(y)
+    y = layers.Conv2D(
+        x.shape[-1],
+        (3, 1),
+        dilation_rate=(dilation, 1),
+        padding="valid" if circular else "same",
+        use_bias=False,
+        name=f"{name}_conv",
+    )(y)
+    y = layers.BatchNormalization(
+        synchronized=_SYNC_BN, momentum=momentum, name=f"{name}_bn"
+    )(y)
+    y = layers.ReLU(name=f"{name}_relu")(y)
+    return layers.Add(name=f"{name}_add")([x, y])
 
 
 def _normalise(strain, config: ml_collections.ConfigDict):
@@ -188,6 +219,7 @@ def _head(trunk, context, config: ml_collections.ConfigDict, name: str, skip=Non
             m.circular_padding,
             f"{name}_block{i}",
             separable=m.get("separable", False),
+            bn_momentum=m.get("bn_momentum", 0.99),
         )
     s = config.data.num_sectors
     pools = int(m.get("sector_pools", 0))
@@ -240,6 +272,15 @@ def build_cnn(config: ml_collections.ConfigDict) -> keras.Model:
             f"trunk{i}",
             separable=m.get("separable", False),
             pool_sectors=i < pools,
+            bn_momentum=m.get("bn_momentum", 0.99),
+        )
+    for i, dilation in enumerate(m.get("ring_dilations", ())):
+        x = _ring_block(
+            x,
+            int(dilation),
+            m.circular_padding,
+            m.get("bn_momentum", 0.99),
+            f"ring{i}",
         )
     # Slice-level summary given to every sector: scar vs. late often hinges
     # on what the rest of the ring is doing.

@@ -13,7 +13,6 @@ from lma_tf.models import networks
 VARIANTS = (
     "multitask_narrow",
     "multitask_separable",
-    "multitask_sector_pool",
     "multitask_lean",
 )
 
@@ -78,6 +77,17 @@ def test_each_variant_predicts_every_sector_for_less(name):
     pools = config.model.sector_pools
     trunk_out = model.get_layer(f"trunk{len(config.model.trunk_channels) - 1}_relu")
     assert trunk_out.output.shape[1] == 128 // 2**pools
+
+
+def test_the_full_ring_variant_keeps_every_sector_in_the_trunk():
+    config = lma_config.load_experiment("multitask_full_ring")
+    model = networks.build_model(config)
+    last = len(config.model.trunk_channels) - 1
+    assert model.get_layer(f"trunk{last}_relu").output.shape[1] == 128
+    assert not any(layer.name.startswith("ring") for layer in model.layers)
+    default = networks.build_model(lma_config.load_experiment("multitask"))
+    assert default.get_layer(f"trunk{last}_relu").output.shape[1] == 32
+    assert default.get_layer("ring2_add").output.shape[1] == 32
 
 
 def test_a_separable_sector_pooled_network_exports_to_both_runtimes(tmp_path):
