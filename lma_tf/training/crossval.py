@@ -191,11 +191,12 @@ def _prediction_arrays(
     batch: inference.SliceBatch,
     pred: inference.Predictions,
     rule: rule_search.Rule,
-    temperature: float,
+    calibrator,
 ) -> dict[str, np.ndarray]:
-    """What a fold saves about its held-out slices (see `paired.slice_terms`)."""
-    from lma_tf.decision import calibration
+    """What a fold saves about its held-out slices (see `paired.slice_terms`).
 
+    `calibrator` is the `calibration.Calibrator` fitted on the fold's val split.
+    """
     n = len(batch)
     tos = pred.tos_ms if pred.tos_ms is not None else np.full((n, 126), np.nan)
     calls = rules.lma_call(pred.lma_probability)
@@ -212,9 +213,7 @@ def _prediction_arrays(
         "weight": batch.weight,
         "tos": tos,
         "probability": pred.lma_probability,
-        "probability_calibrated": calibration.rescale_probability(
-            pred.lma_probability, temperature
-        ).astype(np.float32),
+        "probability_calibrated": calibrator(pred.lma_probability).astype(np.float32),
         "calls": calls.astype(np.int8),
         "combined": rule_search.combined_tos(tos, calls),
         "calls_tuned": tuned.astype(np.int8),
@@ -244,7 +243,7 @@ def scores(arrays: dict[str, np.ndarray], period_ms: float, suffix: str = "") ->
 
 def _decision_and_calibration(arrays: dict[str, np.ndarray], has_tos: bool) -> dict:
     """Top-1/top-2 pacing-target accuracy (default orientation) and LMA ECE,
-    before and after the temperature fitted on the fold's validation split.
+    before and after the calibration fitted on the fold's validation split.
 
     Arrays saved before these fields existed give no such figures.
     """
@@ -275,22 +274,26 @@ def _decision_and_calibration(arrays: dict[str, np.ndarray], has_tos: bool) -> d
     return out
 
 
-def _val_temperature(
+def _val_calibrator(
     val: inference.SliceBatch, val_pred: inference.Predictions, has_lma: bool
-) -> float:
-    """The LMA temperature fitted on the validation split; 1 where none fits."""
+):
+    """The LMA calibration fitted on the validation split, as `lma-tf evaluate`
+    fits it (temperature, or isotonic where a subject-grouped cross-fit on val
+    says it is better); the identity where none fits."""
     from lma_tf.decision import calibration
 
     if not has_lma or not len(val):
-        return 1.0
+        return calibration.Calibrator()
     try:
-        return calibration.fit_temperature(
-            calibration.logits_from_probability(val_pred.lma_probability),
+        calibrator, _ = calibration.select_calibrator(
+            val_pred.lma_probability,
             val.true_lma,
             val.weight,
+            groups=np.asarray(val.subject_id),
         )
     except ValueError:  # one class only in val, or nothing labelled
-        return 1.0
+        return calibration.Calibrator()
+    return calibrator
 
 
 def run_fold(
@@ -320,9 +323,9 @@ def run_fold(
         val.weight,
         kind.has_lma,
     )
-    temperature = _val_temperature(val, val_pred, kind.has_lma)
+    calibrator = _val_calibrator(val, val_pred, kind.has_lma)
     test, test_pred = inference.predict_split(saved, predictor, "test", progress=False)
-    arrays = _prediction_arrays(test, test_pred, rule, temperature)
+    arrays = _prediction_arrays(test, test_pred, rule, calibrator)
     atomic.write_npz(os.path.join(fold_out, PREDICTIONS_NPZ), arrays)
     period = float(saved.data.frame_period_ms)
     tuned = scores(arrays, period, "_tuned")
@@ -330,7 +333,7 @@ def run_fold(
         "experiment": config.name,
         "fold": fold,
         "metrics": scores(arrays, period),
-        "lma_temperature": temperature,
+        "lma_calibration": calibrator.to_dict(),
         "tuned": {
             "rule": rule.name,
             "val_accuracy": val_scores[rule.name],

@@ -132,10 +132,11 @@ def test_network_fold_estimate_and_predictions(records_dir, tmp_path):
     with np.load(tmp_path / "multitask" / "fold0" / "predictions.npz") as z:
         assert z["tos"].shape == z["true_tos"].shape == (result["num_test_slices"], 126)
         assert set(np.unique(z["calls_tuned"])) <= {0, 1}
-        # The calibrated probability is the raw one rescaled by the val temperature.
-        t = result["lma_temperature"]
-        assert t > 0
-        expect = calibration.rescale_probability(z["probability"], t)
+        # The calibrated probability is the raw one through the calibration
+        # fitted on val, saved with the result as evaluate saves it.
+        fitted = calibration.Calibrator.from_dict(result["lma_calibration"])
+        assert fitted.method in ("temperature", "isotonic")
+        expect = fitted(z["probability"])
         np.testing.assert_allclose(z["probability_calibrated"], expect, atol=1e-6)
     assert 0.0 <= result["metrics"]["lma_ece_calibrated"] <= 1.0
     saved = json.loads((tmp_path / "multitask" / "fold0" / "result.json").read_text())
