@@ -182,7 +182,11 @@ def _validate_lean_model(c: ml_collections.ConfigDict) -> None:
         raise ValueError("model.separable must be True or False")
     pools = m.get("sector_pools", 0)
     if not isinstance(pools, int) or not 0 <= pools <= len(m.trunk_channels):
-        raise ValueError("model.sector_pools must be in 0..len(trunk_channels)")
+        raise ValueError(
+            f"model.sector_pools={pools!r} must be in 0..{len(m.trunk_channels)} "
+            f"(one per trunk block; model.trunk_channels={tuple(m.trunk_channels)}): "
+            "set model.sector_pools too when you shorten the trunk"
+        )
     if c.data.num_sectors % (2**pools):
         raise ValueError(
             f"data.num_sectors={c.data.num_sectors} not divisible by 2^{pools} "

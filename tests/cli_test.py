@@ -27,6 +27,7 @@ DISPATCH = (
 TINY = (
     "--config.model.trunk_channels=(8,)",
     "--config.model.frame_pools=1",
+    "--config.model.sector_pools=1",
     "--config.model.head_channels=(8,)",
     "--config.model.head_units=(8,)",
 )

@@ -32,6 +32,7 @@ TINY = (
     "--config.train.warmup_epochs=0",
     "--config.model.trunk_channels=(8,)",
     "--config.model.frame_pools=1",
+    "--config.model.sector_pools=1",
     "--config.model.head_channels=(8,)",
     "--config.model.head_units=(8,)",
 )

@@ -96,6 +96,7 @@ def _tiny_export(root: str) -> str:
     cfg = lma_config.base_config()
     cfg.model.trunk_channels = (8,)
     cfg.model.frame_pools = 1
+    cfg.model.sector_pools = 1
     cfg.model.head_channels = (8,)
     cfg.model.head_units = (8,)
     return export.export_model(
