@@ -48,7 +48,8 @@ NOT_CONFIG = re.compile(r"\.(?:py|json|onnx|csv|png|md|pb|fit|predict|compile)$"
 TINY_TRAIN = (
     "--config.train.epochs=1 --config.train.batch_size=4 "
     "--config.train.warmup_epochs=0 --config.model.trunk_channels='(8,)' "
-    "--config.model.frame_pools=1 --config.model.head_channels='(8,)' "
+    "--config.model.frame_pools=1 --config.model.sector_pools=1 "
+    "--config.model.head_channels='(8,)' "
     "--config.model.head_units='(8,)'"
 )
 

@@ -44,19 +44,27 @@ def test_nested_models_are_counted_once_each():
     assert cost.count_flops(outer) == 2 * (3 * 2 + 2 * 5)
 
 
-def test_the_default_network_counts_its_convolutions():
-    """The trunk and head convs of the multitask network, from the config."""
+def test_the_default_network_is_counted_layer_by_layer():
+    """Every conv and dense layer of the multitask network, counted from the
+    config: trunk (frames and ring pooled), ring blocks, two heads, the
+    per-sector MLPs over the restored ring."""
     c = lma_config.base_config()
-    m, s, f = c.model, c.data.num_sectors, c.data.num_frames
+    m, sectors, frames = c.model, c.data.num_sectors, c.data.num_frames
     k = m.kernel_size**2
-    convs, cin, frames = 0, 1, f
+    macs, cin, s, f = 0, 1, sectors, frames
     for i, ch in enumerate(m.trunk_channels):
-        convs += s * frames * ch * k * cin  # conv before the pool
-        frames //= 2 if i < m.frame_pools else 1
+        macs += s * f * ch * k * cin  # conv before the pools
+        f //= 2 if i < m.frame_pools else 1
+        s //= 2 if i < m.sector_pools else 1
         cin = ch
-    convs += 2 * s * frames * m.head_channels[0] * k * cin  # two heads
-    flops = cost.static_cost(c)["flops_per_example"]
-    assert 2 * convs < flops < 2 * convs * 1.2  # plus the dense layers
+    macs += len(m.ring_dilations) * s * f * cin * cin * 3  # 3x1 ring convs
+    macs += cin * 16  # the slice summary
+    (head_ch,), (units,) = m.head_channels, m.head_units
+    per_sector_in = f * head_ch + frames + 16  # features, own strain, summary
+    for outputs in (1, 2):  # TOS head, LMA head
+        macs += s * f * head_ch * k * cin
+        macs += sectors * (per_sector_in * units + units * outputs)
+    assert cost.static_cost(c)["flops_per_example"] == 2 * macs
 
 
 def test_a_kind_without_network_costs_nothing():
