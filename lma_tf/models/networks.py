@@ -135,7 +135,7 @@ def _conv_block(
     name: str,
     separable: bool = False,
     pool_sectors: bool = False,
-    bn_momentum: float = 0.9,
+    bn_momentum: float = 0.99,
 ):
     """conv -> (max-pool) -> BatchNorm -> ReLU, the authors' block order.
 
@@ -170,8 +170,8 @@ def _conv_block(
 def _ring_block(x, dilation: int, circular: bool, momentum: float, name: str):
     """Residual conv along the ring only (kernel 3x1, dilated): wider sector view.
 
-    A stack with dilations 2, 4, 8, ... lets every sector's features see most
-    of the ring at full resolution, so a head can tell a late region from a
+    A stack with dilations 2, 4, 8, ... lets every position of the (possibly
+    pooled) ring see most of it, so a head can tell a late region from a
     tethered scar by what lies around it.
     """
     y = x

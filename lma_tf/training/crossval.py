@@ -293,7 +293,9 @@ def _val_calibrator(
         )
     except ValueError:  # one class only in val, or nothing labelled
         return calibration.Calibrator()
-    return calibrator
+    # Through its saved form, so the saved probabilities are exactly what the
+    # calibration in result.json gives (isotonic knots are rounded there).
+    return calibration.Calibrator.from_dict(calibrator.to_dict())
 
 
 def run_fold(
