@@ -212,33 +212,13 @@ def decision_metrics(
     return metrics_from_results(analyse(slices, orientation, base_at_high, lge))
 
 
-def decision_scores(
-    subject_ids: Sequence[str],
-    slice_ids: Sequence[str],
-    slice_locations,
-    tos_ms,
-    lma_probability,
-    true_tos_ms,
-    scar_fraction,
-    has_tos,
-    has_scar,
-) -> dict:
-    """`decision_metrics` of (N, 126) split arrays, as `decision_*` metric keys.
+def decision_scores(slices: Sequence[PredictedSlice]) -> dict:
+    """`decision_metrics` as `decision_*` metric keys.
 
-    What evaluation and cross-validation report: top-1 / top-2 / adjacent
-    target accuracy (default orientation) and the subjects counted.
+    What evaluation and cross-validation report (from `predicted_slices` of
+    their split arrays): top-1 / top-2 / adjacent target accuracy (default
+    orientation) and the subjects counted.
     """
-    slices = predicted_slices(
-        subject_ids,
-        slice_ids,
-        slice_locations,
-        tos_ms,
-        lma_probability,
-        true_tos_ms,
-        scar_fraction,
-        has_tos,
-        has_scar,
-    )
     decision = decision_metrics(slices)
     out = {
         f"decision_{key}": decision[key]

@@ -260,15 +260,17 @@ def _decision_and_calibration(arrays: dict[str, np.ndarray], has_tos: bool) -> d
     if has_tos and "slice_location" in arrays:
         out.update(
             decision_report.decision_scores(
-                arrays["subject_id"].tolist(),
-                arrays["slice_id"].tolist(),
-                arrays["slice_location"],
-                arrays["tos"],
-                arrays["probability"],
-                arrays["true_tos"],
-                arrays["scar"],
-                arrays["has_tos"] > 0,
-                arrays["has_scar"] > 0,
+                decision_report.predicted_slices(
+                    arrays["subject_id"].tolist(),
+                    arrays["slice_id"].tolist(),
+                    arrays["slice_location"],
+                    arrays["tos"],
+                    arrays["probability"],
+                    arrays["true_tos"],
+                    arrays["scar"],
+                    arrays["has_tos"] > 0,
+                    arrays["has_scar"] > 0,
+                )
             )
         )
     return out
