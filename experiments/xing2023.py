@@ -16,6 +16,9 @@ def authors_training(c):
     c.data.num_sectors = 128
     c.data.sector_padding = "edge"
     c.data.augment_shift = False
+    c.data.augment_mirror = False
+    c.model.test_time_shifts = 1
+    c.model.test_time_mirror = False
     c.data.mixup_alpha = 0.0
     c.data.noise_std = 0.0
     c.data.expand_shifts_scar = tuple(s for s in range(-50, 50, 5) if s)

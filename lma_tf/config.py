@@ -45,6 +45,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.cycle_length = 4
     c.data.deterministic = True
     c.data.augment_shift = True
+    # Random mirroring of the ring (the other analysis direction). Off: on
+    # the tethered cohort's validation split it cost LMA accuracy, and the
+    # mirrored test-time view (model.test_time_mirror) covers the direction.
+    c.data.augment_mirror = False
     c.data.mixup_alpha = 0.0
     c.data.noise_std = 0.0
     # The authors' preprocessing and augmentation, as options (xing2023):
@@ -77,6 +81,10 @@ def base_config() -> ml_collections.ConfigDict:
     # how many trunk blocks halve the sector axis (the heads restore it).
     c.model.separable = False
     c.model.sector_pools = 2
+    # Outputs averaged over rotated and mirrored copies of the ring at
+    # inference (lma_tf/models/test_time.py; chosen on validation).
+    c.model.test_time_shifts = 4
+    c.model.test_time_mirror = True
     c.model.tos_bias_init_ms = -1.0  # < 0: use the train-split mean TOS
     # Train-split statistics; 0 = fill in from the records' manifest at training
     # time. Saved with the resolved config so serving normalises identically.
@@ -160,6 +168,15 @@ def validate_config(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         raise ValueError(f"{kind.name} has no LMA head to select on")
     if set(c.loss.weights.keys()) - {"tos", "lma"}:
         raise ValueError(f"loss.weights keys must be tos/lma, got {c.loss.weights}")
+    shifts = c.model.get("test_time_shifts", 1)
+    if isinstance(shifts, bool) or not isinstance(shifts, int) or shifts < 1:
+        raise ValueError(
+            f"model.test_time_shifts={shifts!r} must be an int >= 1 (1: no rotations)"
+        )
+    if not isinstance(c.model.get("test_time_mirror", False), bool):
+        raise ValueError("model.test_time_mirror must be True or False")
+    if not isinstance(c.data.get("augment_mirror", False), bool):
+        raise ValueError("data.augment_mirror must be True or False")
     if kind.pools_frames:
         pools = c.model.frame_pools
         if not 0 <= pools <= len(c.model.trunk_channels):

@@ -236,7 +236,10 @@ def load_predictor(config: ml_collections.ConfigDict, model_dir: str) -> Predict
     kind = registry.get(config.model.kind)
     if not kind.is_network:
         return classical_predictor(run_dir.load_classical_params(config, model_dir))
-    return network_predictor(run_dir.restore_best(config, model_dir), kind)
+    from lma_tf.models import test_time
+
+    model = run_dir.restore_best(config, model_dir)
+    return network_predictor(test_time.wrap(model, config), kind)
 
 
 def predict_split(

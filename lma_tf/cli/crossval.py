@@ -1,7 +1,8 @@
 """`lma-tf crossval`: subject-level k-fold cross-validation, and paired comparisons.
 
 lma-tf crossval --config=NAME[,NAME...] --records_dir=D --output_dir=O
-    [--folds=5] [--fold=i] [--epochs=N] [--set=FIELD=VALUE ...] [--estimate_only]
+    [--folds=5] [--fold=i] [--epochs=N] [--set=FIELD=VALUE ...] [--members=K]
+    [--estimate_only]
 lma-tf crossval --compare=O/NAME1,O/NAME2 [--output_dir=R] [--resamples=2000]
 
 Every subject of D (all splits) is dealt into folds by a hash of its id, the
@@ -9,7 +10,9 @@ same folds for every experiment; fold i's model trains on the others and is
 scored on fold i. Prints the expected time first; a rerun skips finished
 folds and resumes an interrupted one. `--compare` reports each metric's
 difference between two cross-validated experiments with a 95% paired
-bootstrap interval over subjects (docs/fidelity.md).
+bootstrap interval over subjects (docs/fidelity.md). `--members=K` also
+trains K-1 more models per fold (other seeds) and scores their average as
+the experiment NAME_xK, beside NAME itself (docs/decision.md).
 """
 
 from __future__ import annotations
@@ -46,6 +49,9 @@ _ESTIMATE_ONLY = flags.DEFINE_bool(
 _COMPARE = flags.DEFINE_list(
     "compare", [], "Cross-validated experiment dirs: the first against the others."
 )
+_MEMBERS = flags.DEFINE_integer(
+    "members", 1, "Models per fold; > 1 also scores their average as NAME_xK."
+)
 _RESAMPLES = flags.DEFINE_integer("resamples", 2000, "Bootstrap resamples.")
 _SEED = flags.DEFINE_integer("seed", 0, "Bootstrap seed.")
 
@@ -77,6 +83,8 @@ def _check_flags(argv: list[str]) -> None:
         raise UsageError(f"--fold={_FOLD.value} not in 0..{_FOLDS.value - 1}")
     if _EPOCHS.value < 0:
         raise UsageError("--epochs must be >= 0")
+    if _MEMBERS.value < 1:
+        raise UsageError("--members must be >= 1")
 
 
 def main(argv: list[str]) -> None:
@@ -100,7 +108,8 @@ def main(argv: list[str]) -> None:
         file=sys.stderr,
     )
     folds = [_FOLD.value] if _FOLD.value >= 0 else list(range(k))
-    estimates = [crossval.estimate(c, out, folds) for c in configs]
+    members = _MEMBERS.value
+    estimates = [crossval.estimate(c, out, folds, members) for c in configs]
     for c, e in zip(configs, estimates):
         print(f"[crossval] expected time, {e.line(c.name)}", file=sys.stderr)
     total = sum(e.seconds for e in estimates)
@@ -111,21 +120,25 @@ def main(argv: list[str]) -> None:
     if _ESTIMATE_ONLY.value:
         return
     for c in configs:
-        exp_dir = crossval.experiment_dir(out, c)
+        target = crossval.ensemble_config(c, members) if members > 1 else c
+        exp_dir = crossval.experiment_dir(out, target)
         for f in folds:
             if crossval.fold_done(exp_dir, f):
-                print(f"[crossval] {c.name} fold {f}: done, skipped", file=sys.stderr)
+                print(
+                    f"[crossval] {target.name} fold {f}: done, skipped", file=sys.stderr
+                )
                 continue
-            print(f"[crossval] {c.name} fold {f}: training", file=sys.stderr)
-            result = crossval.run_fold(c, out, f)
+            print(f"[crossval] {target.name} fold {f}: training", file=sys.stderr)
+            result = crossval.run_fold(c, out, f, members=members)
             shown = {
                 k: result["metrics"].get(k)
                 for k in ("tos_mae_ms", "combined_tos_mae_ms_scar", "lma_accuracy")
             }
-            print(f"[crossval] {c.name} fold {f}: {json.dumps(shown)}")
-        summary = crossval.summarize(c, out, k)
-        if summary is not None:
-            print(crossval.summary_markdown(summary))
+            print(f"[crossval] {target.name} fold {f}: {json.dumps(shown)}")
+        for done in (c, target) if members > 1 else (c,):
+            summary = crossval.summarize(done, out, k)
+            if summary is not None:
+                print(crossval.summary_markdown(summary))
 
 
 if __name__ == "__main__":

@@ -86,6 +86,27 @@ def circular_shift(batch: dict, seed: tf.Tensor | None = None) -> dict:
     return out
 
 
+def mirror(batch: dict, seed: tf.Tensor | None = None) -> dict:
+    """Reverses the sector order of a random half of the examples.
+
+    A mirrored ring is the same heart analysed in the other direction (the
+    `Clockwise` flag of a DENSE export), so it is as physiological as the
+    original; labels move with the strain as in `circular_shift`.
+    """
+    b = tf.shape(batch["strain"])[0]
+    n = constants.NUM_SECTORS
+    if seed is None:
+        flip = tf.random.uniform([b]) < 0.5
+    else:
+        flip = tf.random.stateless_uniform([b], seed) < 0.5
+    forward = tf.range(n)[None, :]
+    idx = tf.where(flip[:, None], n - 1 - forward, forward)
+    out = dict(batch)
+    for key in ("strain", "tos", "lma", "scar"):
+        out[key] = tf.gather(batch[key], idx, axis=1, batch_dims=1)
+    return out
+
+
 def mixup(batch: dict, alpha: float, seed: tf.Tensor | None = None) -> dict:
     """Mixup within the batch: convex mixes of strain and of both targets.
 
@@ -296,6 +317,9 @@ def batch_examples(
 def _augment(batch: dict, seed: tf.Tensor, data: ml_collections.ConfigDict) -> dict:
     """Training augmentation of one batch, from stateless ops on `seed`."""
     seeds = tf.random.experimental.stateless_split(seed, 3)
+    if data.get("augment_mirror", False):
+        # Its own seed, so runs without mirroring draw exactly as before.
+        batch = mirror(batch, tf.random.experimental.stateless_fold_in(seed, 3))
     if data.augment_shift:
         batch = circular_shift(batch, seeds[0])
     if data.mixup_alpha > 0:

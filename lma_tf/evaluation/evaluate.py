@@ -45,7 +45,10 @@ def evaluate(
     kind = registry.get(config.model.kind)
     model = run_dir.restore_best(config, model_dir) if kind.is_network else None
     if model is not None:
-        predictor = inference.network_predictor(model, kind)
+        from lma_tf.models import test_time
+
+        net = test_time.wrap(model, config)
+        predictor = inference.network_predictor(net, kind)
     else:
         predictor = inference.load_predictor(config, model_dir)
     batch, pred = inference.predict_split(config, predictor, split)

@@ -46,7 +46,7 @@ from absl import logging
 from lma_tf import atomic
 from lma_tf.data import sector_padding
 from lma_tf.errors import LmaError, UsageError
-from lma_tf.models import registry
+from lma_tf.models import registry, test_time
 from lma_tf.serving import contract, layout, signatures
 from lma_tf.training import run_dir
 
@@ -66,10 +66,11 @@ def serving_functions(
 ) -> tuple[Callable, Callable]:
     """The plain Python bodies of the two signatures (wrap in tf.function)."""
     data = config.data
+    net = test_time.wrap(model, config)  # the views the config asks for
 
     def run_model(strain: tf.Tensor) -> dict[str, tf.Tensor]:
         x = sector_padding.pad(strain, data, axis=1)
-        return signatures.outputs_from_model(model(x, training=False))
+        return signatures.outputs_from_model(net(x, training=False))
 
     def serve_strain(strain: tf.Tensor, frame_period_ms: tf.Tensor) -> dict:
         return run_model(signatures.fit_strain_batch(strain, frame_period_ms, data))

@@ -127,7 +127,7 @@ class Estimate:
         if not self.folds:
             return f"{name}: every fold already done"
         detail = (
-            f"{self.folds} fold(s) x {self.epochs} epochs x {self.steps_per_epoch} "
+            f"{self.folds} training(s) x {self.epochs} epochs x {self.steps_per_epoch} "
             f"steps at {self.step_seconds:.2f} s/step"
             if self.step_seconds
             else f"{self.folds} fold(s), fitted not trained"
@@ -147,23 +147,31 @@ def format_seconds(seconds: float) -> str:
 
 
 def estimate(
-    config: ml_collections.ConfigDict, output_dir: str, folds: list[int]
+    config: ml_collections.ConfigDict,
+    output_dir: str,
+    folds: list[int],
+    members: int = 1,
 ) -> Estimate:
-    """Times a few training steps on fold `folds[0]`; extrapolates to `folds`."""
-    exp_dir = experiment_dir(output_dir, config)
-    todo = [f for f in folds if not fold_done(exp_dir, f)]
+    """Times a few training steps on fold `folds[0]`; extrapolates to the
+    trainings left: the folds not done, and with `members` > 1 the other
+    members of each ensemble fold not done."""
+    todo = [f for f in folds if not fold_done(experiment_dir(output_dir, config), f)]
+    runs = len(todo)
+    if members > 1:
+        ens_dir = experiment_dir(output_dir, ensemble_config(config, members))
+        runs += (members - 1) * sum(1 for f in folds if not fold_done(ens_dir, f))
     epochs = int(config.train.epochs)
-    if not todo:
+    if not runs:
         return Estimate(0.0, 0.0, 0, epochs, 0)
     if not registry.get(config.model.kind).is_network:
-        return Estimate(30.0 * len(todo), 0.0, 0, epochs, len(todo))
+        return Estimate(30.0 * runs, 0.0, 0, epochs, runs)
     import tensorflow as tf
 
     from lma_tf.data import pipeline
     from lma_tf.training import loop, steps, train_lib
 
     cfg = ml_collections.ConfigDict(config.to_dict())
-    cfg.data.records_dir = fold_records(output_dir, todo[0])
+    cfg.data.records_dir = fold_records(output_dir, folds[0])
     cfg = train_lib.resolve_config(cfg)
     num_steps = loop.steps_per_epoch(cfg)
     strategy = tf.distribute.get_strategy()
@@ -183,8 +191,8 @@ def estimate(
     val_batches = pipeline.count_examples(cfg, "val") / float(cfg.train.batch_size)
     # Validation runs forward only, about a third of a training step.
     per_epoch = num_steps * per_step + np.ceil(val_batches) * per_step / 3
-    per_fold = epochs * per_epoch + 20.0  # plus prediction and bookkeeping
-    return Estimate(per_fold * len(todo), per_step, num_steps, epochs, len(todo))
+    per_run = epochs * per_epoch + 20.0  # plus prediction and bookkeeping
+    return Estimate(per_run * runs, per_step, num_steps, epochs, runs)
 
 
 def _prediction_arrays(
@@ -300,24 +308,96 @@ def _val_calibrator(
     return calibration.Calibrator.from_dict(calibrator.to_dict())
 
 
+def ensemble_config(
+    config: ml_collections.ConfigDict, members: int
+) -> ml_collections.ConfigDict:
+    """The config of `members` copies of `config` (seeds seed .. seed+K-1).
+
+    Its name, `<name>_x<K>`, is the experiment directory of the ensemble.
+    """
+    cfg = ml_collections.ConfigDict(config.to_dict())
+    cfg.name = f"{config.name}_x{members}"
+    return cfg
+
+
+def _average(predictors: list) -> inference.Predictor:
+    """The members' mean TOS (ms) and mean P(LMA), each on its own views."""
+
+    def predict(batch: inference.SliceBatch) -> inference.Predictions:
+        parts = [p(batch) for p in predictors]
+        tos = [q.tos_ms for q in parts]
+        return inference.Predictions(
+            None if any(t is None for t in tos) else np.mean(tos, axis=0),
+            np.mean([q.lma_probability for q in parts], axis=0),
+        )
+
+    return predict
+
+
 def run_fold(
     config: ml_collections.ConfigDict,
     output_dir: str,
     fold: int,
     *,
     progress: bool = True,
+    members: int = 1,
 ) -> dict:
-    """Trains fold `fold`'s model, picks a rule on val, scores the held-out fold."""
+    """Trains fold `fold`'s model, picks a rule on val, scores the held-out fold.
+
+    With `members` > 1 it then trains members 1..K-1 (seeds seed+1 ..) beside
+    that model (member 0) and scores their average as the experiment
+    `ensemble_config(config, members).name`; the single model's fold is
+    written as usual (and reused when already done), so one run gives both.
+    Returns the result of the experiment asked for (the ensemble's, if any).
+    """
     from lma_tf.training import train_lib
 
-    fold_out = os.path.join(experiment_dir(output_dir, config), f"fold{fold}")
-    model_dir = os.path.join(fold_out, "model")
-    cfg = ml_collections.ConfigDict(config.to_dict())
-    cfg.data.records_dir = fold_records(output_dir, fold)
+    single_out = os.path.join(experiment_dir(output_dir, config), f"fold{fold}")
     start = time.perf_counter()
-    trained = train_lib.train(cfg, model_dir, progress=progress)
-    saved = run_dir.load_config(model_dir)
-    predictor = inference.load_predictor(saved, model_dir)
+    if not fold_done(experiment_dir(output_dir, config), fold):
+        cfg = ml_collections.ConfigDict(config.to_dict())
+        cfg.data.records_dir = fold_records(output_dir, fold)
+        trained = train_lib.train(
+            cfg, os.path.join(single_out, "model"), progress=progress
+        )
+        saved = run_dir.load_config(os.path.join(single_out, "model"))
+        predictor = inference.load_predictor(saved, os.path.join(single_out, "model"))
+        _score_fold(config.name, saved, predictor, fold, single_out, start, trained)
+    if members <= 1:
+        return _load_json(os.path.join(single_out, RESULT_JSON))
+    ens = ensemble_config(config, members)
+    ens_out = os.path.join(experiment_dir(output_dir, ens), f"fold{fold}")
+    predictors = [_fold_predictor(os.path.join(single_out, "model"))]
+    epochs_run = 0
+    for m in range(1, members):
+        cfg = ml_collections.ConfigDict(config.to_dict())
+        cfg.data.records_dir = fold_records(output_dir, fold)
+        cfg.seed = int(config.seed) + m
+        member_dir = os.path.join(ens_out, f"member{m}", "model")
+        trained = train_lib.train(cfg, member_dir, progress=progress)
+        epochs_run += len(trained.get("history", []))
+        predictors.append(_fold_predictor(member_dir))
+    saved = run_dir.load_config(os.path.join(single_out, "model"))
+    info = {"history": [None] * epochs_run, "stopped": f"{members} members"}
+    return _score_fold(
+        ens.name, saved, _average(predictors), fold, ens_out, start, info
+    )
+
+
+def _fold_predictor(model_dir: str) -> inference.Predictor:
+    return inference.load_predictor(run_dir.load_config(model_dir), model_dir)
+
+
+def _score_fold(
+    name: str,
+    saved: ml_collections.ConfigDict,
+    predictor: inference.Predictor,
+    fold: int,
+    fold_out: str,
+    start: float,
+    trained: dict,
+) -> dict:
+    """Picks the rule and calibration on val, scores the held-out fold, saves."""
     kind = registry.get(saved.model.kind)
     val, val_pred = inference.predict_split(saved, predictor, "val", progress=False)
     rule, val_scores = rule_search.choose(
@@ -334,7 +414,7 @@ def run_fold(
     period = float(saved.data.frame_period_ms)
     tuned = scores(arrays, period, "_tuned")
     result = {
-        "experiment": config.name,
+        "experiment": name,
         "fold": fold,
         "metrics": scores(arrays, period),
         "lma_calibration": calibrator.to_dict(),

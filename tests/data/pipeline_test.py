@@ -101,6 +101,45 @@ def test_circular_shift_keeps_strain_and_labels_aligned():
         assert len(set(shifts)) > 1
 
 
+def test_mirror_reverses_the_ring_with_its_labels():
+    rng = np.random.default_rng(3)
+    b, n, t = 16, 126, 6
+    code = rng.permutation(n).astype(np.float32)
+    strain = np.tile(code[None, :, None], (b, 1, t))
+    batch = {
+        "strain": tf.constant(strain, tf.float32),
+        "tos": tf.constant(np.tile(code, (b, 1)) * 2.0, tf.float32),
+        "lma": tf.constant(np.tile(code % 2, (b, 1)), tf.float32),
+        "scar": tf.constant(np.tile(code / n, (b, 1)), tf.float32),
+    }
+    out = pipeline.mirror(batch, seed=tf.constant([4, 2]))
+    s0 = out["strain"].numpy()[:, :, 0]
+    flipped = [bool(np.array_equal(row, code[::-1])) for row in s0]
+    for i, row in enumerate(s0):
+        # Each example is either untouched or exactly reversed, never mixed.
+        assert flipped[i] or np.array_equal(row, code)
+    np.testing.assert_allclose(out["tos"].numpy(), 2.0 * s0)
+    np.testing.assert_allclose(out["lma"].numpy(), s0 % 2)
+    np.testing.assert_allclose(out["scar"].numpy(), s0 / n, rtol=1e-6)
+    assert 0 < sum(flipped) < b
+
+
+def test_mirroring_is_in_the_training_stream_only_when_asked(records_dir):
+    def first(mirror):
+        c = _config(records_dir[0], augment_shift=False, augment_mirror=mirror)
+        ds = pipeline.make_dataset(c, "train", include_metadata=True)
+        feats, labels, _ = next(iter(ds))
+        return feats["strain"].numpy()[:, :126], feats["slice_id"].numpy()
+
+    plain, ids = first(False)
+    mirrored, ids_m = first(True)
+    np.testing.assert_array_equal(ids, ids_m)
+    same = [np.array_equal(a, b) for a, b in zip(plain, mirrored)]
+    rev = [np.array_equal(a[::-1], b) for a, b in zip(plain, mirrored)]
+    assert all(s or r for s, r in zip(same, rev))
+    assert any(rev) and not all(rev)
+
+
 def test_training_pipeline_is_deterministic_for_a_seed(records_dir):
     c = _config(records_dir[0], mixup_alpha=0.4, noise_std=0.01)
 

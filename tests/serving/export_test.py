@@ -21,6 +21,7 @@ from lma_tf import constants, rules, testing
 from lma_tf.data import features, pipeline, preprocess, sector_padding
 from lma_tf.data.slices import DenseSlice
 from lma_tf.errors import UsageError
+from lma_tf.models import test_time
 from lma_tf.serving import contract, export, layout, runtime
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -30,9 +31,10 @@ ATOL_PROB = 1e-5
 
 
 def _expected(model, config, fitted: tf.Tensor) -> dict:
-    """The serving outputs computed with numpy from the Keras model's raw outputs."""
+    """The serving outputs computed with numpy from the Keras model's raw outputs
+    (averaged over the config's test-time views, as serving does)."""
     x = sector_padding.pad(fitted, config.data, axis=1)
-    out = model(x, training=False)
+    out = test_time.wrap(model, config)(x, training=False)
     tos = rules.floor_tos(out["tos"].numpy()[:, : constants.NUM_SECTORS])
     prob = rules.lma_probability(out["lma"].numpy()[:, : constants.NUM_SECTORS])
     combined = np.where(prob < 0.5, constants.TOS_FLOOR_MS, tos)

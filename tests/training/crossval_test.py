@@ -143,6 +143,45 @@ def test_network_fold_estimate_and_predictions(records_dir, tmp_path):
     assert saved["tuned"]["val_accuracy"] >= saved["tuned"]["val_accuracy_shipped_rule"]
 
 
+def test_an_ensemble_fold_scores_the_members_average(records_dir, tmp_path):
+    from lma_tf import inference
+    from lma_tf.training import run_dir
+
+    out = str(tmp_path)
+    crossval.prepare_folds(records_dir, out, 3, 0.15)
+    c = testing.tiny_config(
+        crossval.experiment_config("multitask"), records_dir, epochs=1
+    )
+    c.model.test_time_shifts = 2  # the views stay in each member
+    # Fold 0 of the single model and the second member: two trainings.
+    assert crossval.estimate(c, out, [0], members=2).folds == 2
+    result = crossval.run_fold(c, out, 0, progress=False, members=2)
+    assert result["experiment"] == "multitask_x2"
+    single = tmp_path / "multitask" / "fold0"
+    ens = tmp_path / "multitask_x2" / "fold0"
+    assert (single / "result.json").exists() and (ens / "result.json").exists()
+    assert crossval.estimate(c, out, [0], members=2).folds == 0
+    dirs = [str(single / "model"), str(ens / "member1" / "model")]
+    seeds = [run_dir.load_config(d).seed for d in dirs]
+    assert seeds == [c.seed, c.seed + 1]
+    # The saved predictions are the mean of the members' own predictions.
+    preds = []
+    for d in dirs:
+        saved = run_dir.load_config(d)
+        predictor = inference.load_predictor(saved, d)
+        _, p = inference.predict_split(saved, predictor, "test", progress=False)
+        preds.append(p)
+    with np.load(ens / "predictions.npz") as z:
+        tos, prob = z["tos"], z["probability"]
+    np.testing.assert_allclose(tos, np.mean([p.tos_ms for p in preds], 0), atol=1e-4)
+    np.testing.assert_allclose(
+        prob, np.mean([p.lma_probability for p in preds], 0), atol=1e-6
+    )
+    assert not np.allclose(preds[0].tos_ms, preds[1].tos_ms)  # two models
+    with np.load(single / "predictions.npz") as z:
+        np.testing.assert_allclose(z["tos"], preds[0].tos_ms, atol=1e-4)
+
+
 def test_despike_flips_short_runs_around_the_ring():
     row = np.zeros(126, bool)
     row[10:40] = True  # a real LMA region
