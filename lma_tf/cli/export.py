@@ -1,7 +1,9 @@
 """`lma-tf export`: a trained run as a versioned SavedModel and ONNX model.
 
-  lma-tf export --model_dir=M --export_dir=E
+  lma-tf export --model_dir=M[,M2,...] --export_dir=E
       [--format=saved_model,onnx|saved_model|onnx|both] [--version=N]
+
+Several run dirs export one model averaging them (an ensemble of seeds).
 
 writes `E/<N>/` (N: the next free version unless given), by default with
 both the SavedModel and model.onnx; see `lma_tf.serving.export` and
@@ -16,7 +18,10 @@ from lma_tf import cli
 from lma_tf.serving import layout  # standard library only
 
 _MODEL_DIR = flags.DEFINE_string(
-    "model_dir", None, "Trained run dir (config.json and best/ from `lma-tf train`)."
+    "model_dir",
+    None,
+    "Trained run dir (config.json and best/ from `lma-tf train`); several, "
+    "comma-separated, export their average.",
 )
 _EXPORT_DIR = flags.DEFINE_string(
     "export_dir", None, "Base dir; the export goes to <dir>/<N>."

@@ -46,11 +46,15 @@ from absl import logging
 from lma_tf import atomic
 from lma_tf.data import sector_padding
 from lma_tf.errors import LmaError, UsageError
-from lma_tf.models import registry, test_time
+from lma_tf.models import ensemble, registry, test_time
 from lma_tf.serving import contract, layout, signatures
 from lma_tf.training import run_dir
 
 ONNX_OPSET = 17
+
+
+# What can be exported: one trained network, or several averaged.
+Servable = keras.Model | ensemble.Ensemble
 
 
 class ExportError(LmaError):
@@ -62,11 +66,14 @@ class ExportUsageError(ExportError, UsageError):
 
 
 def serving_functions(
-    model: keras.Model, config: ml_collections.ConfigDict
+    model: Servable, config: ml_collections.ConfigDict
 ) -> tuple[Callable, Callable]:
     """The plain Python bodies of the two signatures (wrap in tf.function)."""
     data = config.data
-    net = test_time.wrap(model, config)  # the views the config asks for
+    # An Ensemble applies each member's views; a single network gets its own.
+    net = (
+        model if isinstance(model, ensemble.Ensemble) else test_time.wrap(model, config)
+    )
 
     def run_model(strain: tf.Tensor) -> dict[str, tf.Tensor]:
         x = sector_padding.pad(strain, data, axis=1)
@@ -140,7 +147,10 @@ def _export_info(
         "formats": list(formats),
         "format": ",".join(formats),  # the same as one string, as older exports had
         "version": version,
-        "source_model_dir": os.path.abspath(source) if source else "",
+        "source_model_dir": ",".join(os.path.abspath(d) for d in source.split(","))
+        if source
+        else "",
+        "ensemble_members": len(source.split(",")) if source else 1,
         "model_kind": config.model.kind,
         "signatures": {k: list(v) for k, v in contract.SIGNATURE_INPUTS.items()},
         "outputs": list(contract.OUTPUT_KEYS),
@@ -154,12 +164,13 @@ def _export_info(
 
 
 def write_saved_model(
-    model: keras.Model, config: ml_collections.ConfigDict, path: str
+    model: Servable, config: ml_collections.ConfigDict, path: str
 ) -> None:
     """Writes the two-signature SavedModel of `model` to `path` (not atomic)."""
     serve_strain, serve_examples = serving_functions(model, config)
     archive = keras.export.ExportArchive()
-    archive.track(model)
+    for member in getattr(model, "models", [model]):
+        archive.track(member)
     archive.add_endpoint(
         contract.SERVING_SIGNATURE, serve_strain, signatures.strain_signature()
     )
@@ -170,7 +181,7 @@ def write_saved_model(
 
 
 def write_onnx(
-    model: keras.Model,
+    model: Servable,
     config: ml_collections.ConfigDict,
     path: str,
     opset: int = ONNX_OPSET,
@@ -242,7 +253,7 @@ def parse_formats(fmt: str | Sequence[str] | None) -> tuple[str, ...]:
 
 
 def _write_version(
-    model: keras.Model,
+    model: Servable,
     config: ml_collections.ConfigDict,
     tmp: str,
     formats: tuple[str, ...],
@@ -270,7 +281,7 @@ def _write_version(
 
 
 def export_model(
-    model: keras.Model,
+    model: Servable,
     config: ml_collections.ConfigDict,
     export_dir: str,
     *,
@@ -312,23 +323,55 @@ def export_model(
     return final
 
 
+def load_ensemble(
+    model_dirs: Sequence[str],
+) -> tuple[ensemble.Ensemble, ml_collections.ConfigDict]:
+    """The trained runs of `model_dirs` as one `Ensemble`, and member 0's config.
+
+    Raises:
+      ExportUsageError: a run cannot be exported, or the members differ in
+        kind or in the preprocessing they expect.
+    """
+    loaded = [load_trained(d) for d in model_dirs]
+    try:
+        net = ensemble.Ensemble([m for m, _ in loaded], [c for _, c in loaded])
+    except ValueError as e:
+        joined = ", ".join(model_dirs)
+        raise ExportUsageError(f"cannot export {joined} together: {e}") from None
+    return net, loaded[0][1]
+
+
 def export(
-    model_dir: str,
+    model_dir: str | Sequence[str],
     export_dir: str,
     fmt: str | Sequence[str] | None = None,
     version: int | None = None,
 ) -> str:
     """Exports the best checkpoint of a trained `model_dir`; returns the version dir.
 
-    `fmt` as for `export_model` (default: SavedModel and ONNX).
+    Several run dirs (a list, or one comma-separated string) export one model
+    that averages them (`lma_tf.models.ensemble`), e.g. the seeds of
+    `lma-tf crossval --members`. `fmt` as for `export_model` (default:
+    SavedModel and ONNX).
 
     Raises:
-      ExportUsageError: `model_dir` is not an exportable trained run, or the
-        version / format is refused (see `export_model`).
+      ExportUsageError: a `model_dir` is not an exportable trained run, the
+        members do not fit together, or the version / format is refused
+        (see `export_model`).
       ExportError: the export itself failed (e.g. no ONNX converter).
     """
     parse_formats(fmt)  # before loading the model: fail fast
-    model, config = load_trained(model_dir)
+    dirs = model_dir.split(",") if isinstance(model_dir, str) else list(model_dir)
+    dirs = [d for d in dirs if d]
+    if len(dirs) > 1:
+        model, config = load_ensemble(dirs)
+    else:
+        model, config = load_trained(dirs[0])
     return export_model(
-        model, config, export_dir, fmt=fmt, version=version, source_model_dir=model_dir
+        model,
+        config,
+        export_dir,
+        fmt=fmt,
+        version=version,
+        source_model_dir=",".join(dirs),
     )
