@@ -99,6 +99,16 @@ def main(argv: list[str]) -> None:
         crossval.experiment_config(name, _EPOCHS.value, tuple(_SET.value))
         for name in _CONFIG.value
     ]
+    if _MEMBERS.value > 1:
+        from lma_tf.errors import UsageError
+        from lma_tf.models import registry
+
+        for c in configs:
+            if not registry.get(c.model.kind).is_network:
+                raise UsageError(
+                    f"--members={_MEMBERS.value}: {c.name} has no network to "
+                    "train with other seeds; run it with --members=1"
+                )
     out, k = _OUTPUT_DIR.value, _FOLDS.value
     assignment = crossval.prepare_folds(_RECORDS_DIR.value, out, k, _VAL_FRACTION.value)
     print(

@@ -37,7 +37,8 @@ def check_compatible(configs: Sequence[ml_collections.ConfigDict]) -> None:
                 f"{first.model.kind!r}: members must be of one kind"
             )
         for field in SERVING_DATA_FIELDS:
-            a, b = first.data.get(field), c.data.get(field)
+            default = "circular" if field == "sector_padding" else None
+            a, b = first.data.get(field, default), c.data.get(field, default)
             if a != b:
                 raise ValueError(
                     f"member {i} has data.{field}={b!r}, member 0 {a!r}: members "

@@ -1,8 +1,8 @@
 """Test-time views: the network's outputs averaged over rotations and mirrors.
 
 A slice's ring can be analysed from any starting sector and in either
-direction; the network is trained on random rotations and mirrors
-(`data.augment_shift`, `data.augment_mirror`) but is not exactly invariant to
+direction; the network is trained on random rotations (`data.augment_shift`;
+mirrors too with `data.augment_mirror`) but is not exactly invariant to
 them, because its trunk pools the ring. Averaging its outputs over a few
 rotated and mirrored copies of the input, each mapped back to the original
 sectors, removes that dependence and steadies the late-region edges
@@ -18,6 +18,8 @@ evaluation or export (`wrap`), so checkpoints are unchanged.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import ml_collections
 import tensorflow as tf
@@ -63,7 +65,7 @@ class ViewAveraged:
     bare network, e.g. for Grad-CAM.
     """
 
-    def __init__(self, model, config: ml_collections.ConfigDict):
+    def __init__(self, model: Callable, config: ml_collections.ConfigDict):
         self.model = model
         self.data = config.data
         self.views = views(config)
@@ -85,7 +87,7 @@ class ViewAveraged:
         }
 
 
-def wrap(model, config: ml_collections.ConfigDict):
+def wrap(model: Callable | None, config: ml_collections.ConfigDict) -> Callable | None:
     """`model` averaged over the views of `config`, or `model` itself if none."""
     if model is None or len(views(config)) == 1:
         return model

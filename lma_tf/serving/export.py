@@ -142,6 +142,7 @@ def _export_info(
     source: str,
     formats: Sequence[str],
     version: int,
+    members: int = 1,
 ) -> dict:
     return {
         "formats": list(formats),
@@ -150,7 +151,7 @@ def _export_info(
         "source_model_dir": ",".join(os.path.abspath(d) for d in source.split(","))
         if source
         else "",
-        "ensemble_members": len(source.split(",")) if source else 1,
+        "ensemble_members": members,
         "model_kind": config.model.kind,
         "signatures": {k: list(v) for k, v in contract.SIGNATURE_INPUTS.items()},
         "outputs": list(contract.OUTPUT_KEYS),
@@ -169,7 +170,7 @@ def write_saved_model(
     """Writes the two-signature SavedModel of `model` to `path` (not atomic)."""
     serve_strain, serve_examples = serving_functions(model, config)
     archive = keras.export.ExportArchive()
-    for member in getattr(model, "models", [model]):
+    for member in model.models if isinstance(model, ensemble.Ensemble) else [model]:
         archive.track(member)
     archive.add_endpoint(
         contract.SERVING_SIGNATURE, serve_strain, signatures.strain_signature()
@@ -314,7 +315,8 @@ def export_model(
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         written = _write_version(model, config, tmp, formats, fmt is not None)
-        info = _export_info(config, source_model_dir, written, version)
+        members = len(model.models) if isinstance(model, ensemble.Ensemble) else 1
+        info = _export_info(config, source_model_dir, written, version, members)
         atomic.write_json(os.path.join(tmp, layout.EXPORT_INFO), info, sort_keys=True)
         os.rename(tmp, final)  # atomic; fails if another export took `version`
     except BaseException:
@@ -363,6 +365,8 @@ def export(
     parse_formats(fmt)  # before loading the model: fail fast
     dirs = model_dir.split(",") if isinstance(model_dir, str) else list(model_dir)
     dirs = [d for d in dirs if d]
+    if not dirs:
+        raise ExportUsageError("no model directory given")
     if len(dirs) > 1:
         model, config = load_ensemble(dirs)
     else:

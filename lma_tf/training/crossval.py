@@ -320,16 +320,24 @@ def ensemble_config(
     return cfg
 
 
-def _average(predictors: list) -> inference.Predictor:
-    """The members' mean TOS (ms) and mean P(LMA), each on its own views."""
+def _average(
+    predictors: list[inference.Predictor], has_lma: bool
+) -> inference.Predictor:
+    """The members' mean TOS (ms) and mean P(LMA), each on its own views.
+
+    Without an LMA head, LMA comes from the mean TOS (as the exported
+    `lma_tf.models.ensemble.Ensemble` serves it), not from a vote.
+    """
 
     def predict(batch: inference.SliceBatch) -> inference.Predictions:
         parts = [p(batch) for p in predictors]
         tos = [q.tos_ms for q in parts]
-        return inference.Predictions(
-            None if any(t is None for t in tos) else np.mean(tos, axis=0),
-            np.mean([q.lma_probability for q in parts], axis=0),
-        )
+        mean_tos = None if any(t is None for t in tos) else np.mean(tos, axis=0)
+        if has_lma or mean_tos is None:
+            prob = np.mean([q.lma_probability for q in parts], axis=0)
+        else:
+            prob = rules.lma_from_tos(mean_tos).astype(np.float64)
+        return inference.Predictions(mean_tos, prob)
 
     return predict
 
@@ -347,41 +355,48 @@ def run_fold(
     With `members` > 1 it then trains members 1..K-1 (seeds seed+1 ..) beside
     that model (member 0) and scores their average as the experiment
     `ensemble_config(config, members).name`; the single model's fold is
-    written as usual (and reused when already done), so one run gives both.
+    written as usual (and reused when already done, once training into its
+    directory again has confirmed it is a run of this config), so one run
+    gives both.
     Returns the result of the experiment asked for (the ensemble's, if any).
     """
     from lma_tf.training import train_lib
 
-    single_out = os.path.join(experiment_dir(output_dir, config), f"fold{fold}")
-    start = time.perf_counter()
-    if not fold_done(experiment_dir(output_dir, config), fold):
-        cfg = ml_collections.ConfigDict(config.to_dict())
-        cfg.data.records_dir = fold_records(output_dir, fold)
-        trained = train_lib.train(
-            cfg, os.path.join(single_out, "model"), progress=progress
-        )
-        saved = run_dir.load_config(os.path.join(single_out, "model"))
-        predictor = inference.load_predictor(saved, os.path.join(single_out, "model"))
-        _score_fold(config.name, saved, predictor, fold, single_out, start, trained)
-    if members <= 1:
-        return _load_json(os.path.join(single_out, RESULT_JSON))
+    single_dir = experiment_dir(output_dir, config)
+    single_out = os.path.join(single_dir, f"fold{fold}")
     ens = ensemble_config(config, members)
     ens_out = os.path.join(experiment_dir(output_dir, ens), f"fold{fold}")
-    predictors = [_fold_predictor(os.path.join(single_out, "model"))]
-    epochs_run = 0
-    for m in range(1, members):
+    start = time.perf_counter()
+    single_done = fold_done(single_dir, fold)
+    model_dirs, epochs_run = [], 0
+    for m in range(members):
+        model_dir = (
+            os.path.join(single_out, "model")
+            if m == 0
+            else os.path.join(ens_out, f"member{m}", "model")
+        )
+        model_dirs.append(model_dir)
+        if m == 0 and single_done and members == 1:
+            break
         cfg = ml_collections.ConfigDict(config.to_dict())
         cfg.data.records_dir = fold_records(output_dir, fold)
         cfg.seed = int(config.seed) + m
-        member_dir = os.path.join(ens_out, f"member{m}", "model")
-        trained = train_lib.train(cfg, member_dir, progress=progress)
+        # A finished run of the same config returns at once ("completed");
+        # one of another config (other epochs, overrides) is refused, so a
+        # reused member 0 is always the model asked for.
+        trained = train_lib.train(cfg, model_dir, progress=progress)
         epochs_run += len(trained.get("history", []))
-        predictors.append(_fold_predictor(member_dir))
-    saved = run_dir.load_config(os.path.join(single_out, "model"))
+        if m == 0 and not single_done:
+            saved = run_dir.load_config(model_dir)
+            predictor = inference.load_predictor(saved, model_dir)
+            _score_fold(config.name, saved, predictor, fold, single_out, start, trained)
+    if members <= 1:
+        return _load_json(os.path.join(single_out, RESULT_JSON))
+    saved = run_dir.load_config(model_dirs[0])
+    has_lma = registry.get(saved.model.kind).has_lma
+    predictor = _average([_fold_predictor(d) for d in model_dirs], has_lma)
     info = {"history": [None] * epochs_run, "stopped": f"{members} members"}
-    return _score_fold(
-        ens.name, saved, _average(predictors), fold, ens_out, start, info
-    )
+    return _score_fold(ens.name, saved, predictor, fold, ens_out, start, info)
 
 
 def _fold_predictor(model_dir: str) -> inference.Predictor:

@@ -58,8 +58,14 @@ HARMLESS_ON_RESUME = frozenset(
         "train.steps_per_execution",  # the same steps, fused or not
         "data.cache",
         "data.cache_max_mb",
+        # How a trained model is run at inference, not what training computes.
+        "model.test_time_shifts",
+        "model.test_time_mirror",
     }
 )
+# Fields added after runs were saved: a saved config without one trained
+# exactly as with this value, so resuming it is no conflict.
+DEFAULT_IF_MISSING = {"data.augment_mirror": False}
 
 
 class RunDirConflict(UsageError):
@@ -172,6 +178,9 @@ def config_differences(saved: dict, new: dict) -> list[str]:
     """
     new = json.loads(json.dumps(new, default=atomic.json_default))
     saved, new = _flatten(saved), _flatten(new)
+    for key, value in DEFAULT_IF_MISSING.items():
+        saved.setdefault(key, value)
+        new.setdefault(key, value)
     return [
         f"{k} ({saved.get(k)!r} -> {new.get(k)!r})"
         for k in sorted(set(saved) | set(new))

@@ -77,6 +77,22 @@ def test_harmless_fields_may_change_on_resume(records_dir, tmp_path):
     assert _epochs(model_dir) == [0]
 
 
+def test_runs_saved_before_the_view_and_mirror_keys_resume():
+    # A config.json written before these keys existed: the keys are missing.
+    new = lma_config.base_config().to_dict()
+    saved = json.loads(json.dumps(new, default=str))
+    del saved["data"]["augment_mirror"]
+    del saved["model"]["test_time_shifts"], saved["model"]["test_time_mirror"]
+    assert run_dir.config_differences(saved, new) == []
+    # Views only change inference; mirroring changes training.
+    views = dict(new, model=dict(new["model"], test_time_shifts=1))
+    assert run_dir.config_differences(saved, views) == []
+    mirrored = dict(new, data=dict(new["data"], augment_mirror=True))
+    assert run_dir.config_differences(saved, mirrored) == [
+        "data.augment_mirror (False -> True)"
+    ]
+
+
 def test_history_without_backup_is_refused_unless_overwrite(records_dir, tmp_path):
     model_dir = str(tmp_path / "m")
     cfg = _cfg(records_dir)

@@ -182,6 +182,28 @@ def test_an_ensemble_fold_scores_the_members_average(records_dir, tmp_path):
         np.testing.assert_allclose(z["tos"], preds[0].tos_ms, atol=1e-4)
 
 
+def test_a_tos_only_ensemble_calls_lma_from_the_mean_tos():
+    from lma_tf import inference, rules
+
+    # Sector 0: one member calls it (18.5 ms), the other not (17.2 ms); the
+    # mean of their calls (0.5) would call it LMA, the mean TOS (17.85) not.
+    tos = [np.array([[17.2, 30.0]]), np.array([[18.5, 17.5]])]
+    members = [
+        lambda b, t=t: inference.Predictions(t, rules.lma_from_tos(t).astype(float))
+        for t in tos
+    ]
+    pred = crossval._average(members, has_lma=False)(None)
+    np.testing.assert_allclose(pred.tos_ms, [[17.85, 23.75]])
+    np.testing.assert_array_equal(pred.lma_probability, [[0.0, 1.0]])
+    # With an LMA head the probabilities are averaged.
+    probs = [np.array([[0.2, 0.9]]), np.array([[0.6, 0.3]])]
+    heads = [
+        lambda b, t=t, p=p: inference.Predictions(t, p) for t, p in zip(tos, probs)
+    ]
+    pred = crossval._average(heads, has_lma=True)(None)
+    np.testing.assert_allclose(pred.lma_probability, [[0.4, 0.6]])
+
+
 def test_despike_flips_short_runs_around_the_ring():
     row = np.zeros(126, bool)
     row[10:40] = True  # a real LMA region
