@@ -320,26 +320,16 @@ def ensemble_config(
     return cfg
 
 
-def _average(
-    predictors: list[inference.Predictor], has_lma: bool
-) -> inference.Predictor:
-    """The members' mean TOS (ms) and mean P(LMA), each on its own views.
+def _ensemble_predictor(model_dirs: list[str]) -> inference.Predictor:
+    """The trained runs of `model_dirs` averaged as `lma-tf export` serves them
+    (`lma_tf.models.ensemble.Ensemble`: mean TOS, mean P(LMA), each member on
+    its own views; without an LMA head, LMA from the mean TOS)."""
+    from lma_tf.models import ensemble
 
-    Without an LMA head, LMA comes from the mean TOS (as the exported
-    `lma_tf.models.ensemble.Ensemble` serves it), not from a vote.
-    """
-
-    def predict(batch: inference.SliceBatch) -> inference.Predictions:
-        parts = [p(batch) for p in predictors]
-        tos = [q.tos_ms for q in parts]
-        mean_tos = None if any(t is None for t in tos) else np.mean(tos, axis=0)
-        if has_lma or mean_tos is None:
-            prob = np.mean([q.lma_probability for q in parts], axis=0)
-        else:
-            prob = rules.lma_from_tos(mean_tos).astype(np.float64)
-        return inference.Predictions(mean_tos, prob)
-
-    return predict
+    configs = [run_dir.load_config(d) for d in model_dirs]
+    models = [run_dir.restore_best(c, d) for c, d in zip(configs, model_dirs)]
+    kind = registry.get(configs[0].model.kind)
+    return inference.network_predictor(ensemble.Ensemble(models, configs), kind)
 
 
 def run_fold(
@@ -393,14 +383,9 @@ def run_fold(
     if members <= 1:
         return _load_json(os.path.join(single_out, RESULT_JSON))
     saved = run_dir.load_config(model_dirs[0])
-    has_lma = registry.get(saved.model.kind).has_lma
-    predictor = _average([_fold_predictor(d) for d in model_dirs], has_lma)
+    predictor = _ensemble_predictor(model_dirs)
     info = {"history": [None] * epochs_run, "stopped": f"{members} members"}
     return _score_fold(ens.name, saved, predictor, fold, ens_out, start, info)
-
-
-def _fold_predictor(model_dir: str) -> inference.Predictor:
-    return inference.load_predictor(run_dir.load_config(model_dir), model_dir)
 
 
 def _score_fold(

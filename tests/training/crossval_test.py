@@ -183,25 +183,60 @@ def test_an_ensemble_fold_scores_the_members_average(records_dir, tmp_path):
 
 
 def test_a_tos_only_ensemble_calls_lma_from_the_mean_tos():
-    from lma_tf import inference, rules
+    # What crossval scores an ensemble with (`_ensemble_predictor`): the
+    # exported Ensemble run through the evaluation predictor.
+    import ml_collections
 
+    from lma_tf import inference
+    from lma_tf.models import ensemble, registry
+
+    def member(tos_row, prob_row=None):
+        tos = np.full((1, 128), 17.0, np.float32)
+        tos[0, :2] = tos_row
+        out = {"tos": tos}
+        if prob_row is not None:
+            p = np.full((1, 128), 0.1)
+            p[0, :2] = prob_row
+            out["lma"] = np.stack([np.zeros_like(p), np.log(p / (1 - p))], -1)
+        return lambda x, training=False: {k: tf_const(v) for k, v in out.items()}
+
+    def config(kind):
+        c = ml_collections.ConfigDict()
+        c.model = {"kind": kind, "test_time_shifts": 1, "test_time_mirror": False}
+        c.data = {"num_sectors": 128, "sector_padding": "circular"}
+        return c
+
+    def predict(models, kind):
+        net = ensemble.Ensemble(models, [config(kind)] * len(models))
+        return inference.network_predictor(net, registry.get(kind))(batch)
+
+    batch = inference.SliceBatch(
+        ["s"],
+        ["s/0"],
+        np.zeros(1),
+        np.zeros((1, 128, 4), np.float32),
+        np.full(1, 4),
+        *[np.zeros((1, 126))] * 3,
+        np.ones(1, bool),
+        np.ones(1, bool),
+        np.ones((1, 126)),
+    )
     # Sector 0: one member calls it (18.5 ms), the other not (17.2 ms); the
     # mean of their calls (0.5) would call it LMA, the mean TOS (17.85) not.
-    tos = [np.array([[17.2, 30.0]]), np.array([[18.5, 17.5]])]
-    members = [
-        lambda b, t=t: inference.Predictions(t, rules.lma_from_tos(t).astype(float))
-        for t in tos
-    ]
-    pred = crossval._average(members, has_lma=False)(None)
-    np.testing.assert_allclose(pred.tos_ms, [[17.85, 23.75]])
-    np.testing.assert_array_equal(pred.lma_probability, [[0.0, 1.0]])
+    tos = [[17.2, 30.0], [18.5, 17.5]]
+    pred = predict([member(t) for t in tos], "regression_only")
+    np.testing.assert_allclose(pred.tos_ms[:, :2], [[17.85, 23.75]], atol=1e-4)
+    np.testing.assert_array_equal(pred.lma_probability[:, :2], [[0.0, 1.0]])
     # With an LMA head the probabilities are averaged.
-    probs = [np.array([[0.2, 0.9]]), np.array([[0.6, 0.3]])]
-    heads = [
-        lambda b, t=t, p=p: inference.Predictions(t, p) for t, p in zip(tos, probs)
-    ]
-    pred = crossval._average(heads, has_lma=True)(None)
-    np.testing.assert_allclose(pred.lma_probability, [[0.4, 0.6]])
+    probs = [[0.2, 0.9], [0.6, 0.3]]
+    pred = predict([member(t, p) for t, p in zip(tos, probs)], "multitask")
+    np.testing.assert_allclose(pred.lma_probability[:, :2], [[0.4, 0.6]], atol=1e-6)
+
+
+def tf_const(value):
+    import tensorflow as tf
+
+    return tf.constant(value, tf.float32)
 
 
 def test_despike_flips_short_runs_around_the_ring():
