@@ -81,6 +81,10 @@ def base_config() -> ml_collections.ConfigDict:
     # how many trunk blocks halve the sector axis (the heads restore it).
     c.model.separable = False
     c.model.sector_pools = 2
+    # TOS output: "dense" (a linear unit per sector) or "onset" (the expected
+    # time over a full-resolution per-frame onset map; docs/model.md).
+    c.model.tos_output = "dense"
+    c.model.onset_channels = 16
     # Outputs averaged over rotated and mirrored copies of the ring at
     # inference (lma_tf/models/test_time.py; chosen on validation).
     c.model.test_time_shifts = 4
@@ -192,6 +196,11 @@ def validate_config(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 def _validate_lean_model(c: ml_collections.ConfigDict) -> None:
     """The network-shape options of `networks.build_cnn` (model block)."""
     m = c.model
+    if m.get("tos_output", "dense") not in ("dense", "onset"):
+        raise ValueError(f"model.tos_output={m.tos_output!r} not in dense, onset")
+    channels = m.get("onset_channels", 16)
+    if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+        raise ValueError(f"model.onset_channels={channels!r} must be an int >= 1")
     momentum = m.get("bn_momentum", 0.99)
     if isinstance(momentum, bool) or not 0.0 <= momentum < 1.0:
         raise ValueError(f"model.bn_momentum={momentum!r} must be in [0, 1)")

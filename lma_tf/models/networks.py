@@ -18,10 +18,14 @@ Network-shape options (docs/model.md, "The network", "Leaner variants"):
                       the loss weights as before.
   model.ring_dilations  residual 3x1 convolutions along the ring after the
                       trunk, one per listed dilation: a wider sector view.
+  model.tos_output    "dense": one linear unit per sector on the head's
+                      features; "onset": a full-resolution per-frame onset
+                      map whose expected time is the TOS (`OnsetExpectation`).
 
 Outputs (a dict, by name):
-  tos: (batch, sectors) TOS in ms through leaky_relu(x - 17) + 17: a leaky
-    floor (values may dip a fraction of a ms below 17; serving floors it).
+  tos: (batch, sectors) TOS in ms. "dense": through leaky_relu(x - 17) + 17,
+    a leaky floor (values may dip a fraction of a ms below 17; serving floors
+    it); "onset": an expected time, never below 17 ms.
   lma: (batch, sectors, 2) logits, class 1 = scar-free late activation.
 """
 
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import keras
 import ml_collections
+import numpy as np
 from keras import layers, ops
 
 from lma_tf import constants
@@ -124,6 +129,58 @@ class ShiftedLeakyReLU(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "floor": self.floor, "slope": self.slope}
+
+
+@keras.saving.register_keras_serializable(package="lma_tf")
+class OnsetExpectation(layers.Layer):
+    """TOS as the expected onset time over per-frame logits (a soft argmax).
+
+    (B, S, F) logits -> (B, S) ms: softmax over the frames, frame f standing
+    for `floor + f * period_ms`, so the TOS is sub-frame precise and never
+    below the floor. A learned per-frame bias starts as a geometric prior
+    whose mean is `init_mean_ms`, so training starts near the mean TOS.
+    """
+
+    def __init__(
+        self,
+        period_ms: float,
+        init_mean_ms: float = 40.0,
+        floor: float = constants.TOS_FLOOR_MS,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.period_ms = float(period_ms)
+        self.init_mean_ms = float(init_mean_ms)
+        self.floor = float(floor)
+
+    def build(self, input_shape):
+        frames = int(input_shape[-1])
+        mean_frames = max(self.init_mean_ms - self.floor, 1.0) / self.period_ms
+        ratio = mean_frames / (1.0 + mean_frames)  # geometric: mean r / (1 - r)
+        prior = np.arange(frames, dtype=np.float32) * np.log(ratio)
+        self.frame_bias = self.add_weight(
+            name="frame_bias",
+            shape=(frames,),
+            initializer=keras.initializers.Constant(prior),
+        )
+        self.grid = (
+            self.floor + self.period_ms * np.arange(frames, dtype=np.float32)
+        ).astype(np.float32)
+
+    def call(self, logits):
+        logits = ops.cast(logits, "float32") + self.frame_bias
+        return ops.sum(ops.softmax(logits, axis=-1) * self.grid, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1])
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "period_ms": self.period_ms,
+            "init_mean_ms": self.init_mean_ms,
+            "floor": self.floor,
+        }
 
 
 def _conv_block(
@@ -248,6 +305,48 @@ def _tos_output(x, config: ml_collections.ConfigDict):
     return ShiftedLeakyReLU(name=TOS, dtype="float32")(x)
 
 
+def _onset_output(strain_map, head, config: ml_collections.ConfigDict):
+    """TOS from a full-resolution onset map (`model.tos_output="onset"`).
+
+    Two convolutions over each sector's normalised strain at every frame
+    (3x5 across neighbours and time, then 1x5 along time) find where
+    shortening starts wherever it falls in time; the TOS head's per-sector
+    features (what the slice around it does) are added to every frame; a 1x1
+    convolution gives per-frame logits, and `OnsetExpectation` their expected
+    time. Keeps the frame resolution the trunk pools away.
+    """
+    m, d = config.model, config.data
+    ch = int(m.get("onset_channels", 16))
+    circular = m.circular_padding
+    y = strain_map
+    for i, kernel in enumerate(((3, 5), (1, 5))):
+        if circular:
+            y = CircularPad2D(kernel[0] // 2, kernel[1] // 2, name=f"onset{i}_pad")(y)
+        y = layers.Conv2D(
+            ch,
+            kernel,
+            padding="valid" if circular else "same",
+            use_bias=False,
+            name=f"onset{i}_conv",
+        )(y)
+        y = layers.BatchNormalization(
+            synchronized=_SYNC_BN,
+            momentum=m.get("bn_momentum", 0.99),
+            name=f"onset{i}_bn",
+        )(y)
+        y = layers.ReLU(name=f"onset{i}_relu")(y)
+    c = layers.Dense(ch, name="onset_context")(head)
+    c = layers.Reshape((d.num_sectors, 1, ch), name="onset_context_frames")(c)
+    y = layers.ReLU(name="onset_join_relu")(layers.Add(name="onset_join")([y, c]))
+    y = layers.Conv2D(1, 1, name="onset_logits")(y)
+    y = layers.Reshape((d.num_sectors, d.num_frames), name="onset_squeeze")(y)
+    mean = float(m.tos_bias_init_ms)
+    if mean < 0:
+        mean = float(m.tos_mean_ms) or 40.0
+    onset = OnsetExpectation(float(d.frame_period_ms), mean, name=TOS, dtype="float32")
+    return onset(y)
+
+
 def _lma_output(x):
     x = layers.Dense(2, name="lma_linear")(x)
     return layers.Activation("linear", dtype="float32", name=LMA)(x)
@@ -257,7 +356,7 @@ def build_cnn(config: ml_collections.ConfigDict) -> keras.Model:
     """The shared trunk with the heads the experiment asks for."""
     m, d = config.model, config.data
     strain = keras.Input((d.num_sectors, d.num_frames), name="strain")
-    x = _normalise(strain, config)
+    x = strain_map = _normalise(strain, config)
     pools = int(m.get("sector_pools", 0))
     skip = None
     if pools:
@@ -290,7 +389,11 @@ def build_cnn(config: ml_collections.ConfigDict) -> keras.Model:
     kind = registry.get(m.kind)
     outputs = {}
     if kind.has_tos:
-        outputs[TOS] = _tos_output(_head(x, context, config, "tos_head", skip), config)
+        head = _head(x, context, config, "tos_head", skip)
+        if m.get("tos_output", "dense") == "onset":
+            outputs[TOS] = _onset_output(strain_map, head, config)
+        else:
+            outputs[TOS] = _tos_output(head, config)
     if kind.has_lma:
         outputs[LMA] = _lma_output(_head(x, context, config, "lma_head", skip))
     return keras.Model(strain, outputs, name=m.kind)

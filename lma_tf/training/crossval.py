@@ -122,13 +122,15 @@ class Estimate:
     steps_per_epoch: int
     epochs: int
     folds: int
+    epochs_left: int = 0  # over every training left (interrupted ones resume)
 
     def line(self, name: str) -> str:
         if not self.folds:
             return f"{name}: every fold already done"
         detail = (
-            f"{self.folds} training(s) x {self.epochs} epochs x {self.steps_per_epoch} "
-            f"steps at {self.step_seconds:.2f} s/step"
+            f"{self.folds} training(s), {self.epochs_left} epochs left of "
+            f"{self.epochs} each, x {self.steps_per_epoch} steps at "
+            f"{self.step_seconds:.2f} s/step"
             if self.step_seconds
             else f"{self.folds} fold(s), fitted not trained"
         )
@@ -146,6 +148,27 @@ def format_seconds(seconds: float) -> str:
     return f"{minutes // 60} h {minutes % 60:02d} min"
 
 
+def epochs_left(config: ml_collections.ConfigDict, model_dir: str) -> int:
+    """Epochs a training of `config` into `model_dir` still has to run.
+
+    From its history.json: 0 once it has every epoch, or once its selection
+    metric has not improved for `train.early_stopping_patience` epochs (it
+    stopped early); all of them where nothing was trained.
+    """
+    from lma_tf import config as lma_config
+
+    epochs = int(config.train.epochs)
+    history = run_dir.load_history(model_dir)
+    key = str(config.train.selection_metric)
+    patience = int(config.train.early_stopping_patience)
+    values = [h[key] for h in history if isinstance(h.get(key), int | float)]
+    if patience > 0 and len(values) == len(history) and values:
+        pick = np.argmin if lma_config.SELECTION_METRICS[key] == "min" else np.argmax
+        if len(values) - 1 - int(pick(values)) >= patience:
+            return 0
+    return max(epochs - len(history), 0)
+
+
 def estimate(
     config: ml_collections.ConfigDict,
     output_dir: str,
@@ -154,16 +177,28 @@ def estimate(
 ) -> Estimate:
     """Times a few training steps on fold `folds[0]`; extrapolates to the
     trainings left: the folds not done, and with `members` > 1 the other
-    members of each ensemble fold not done."""
-    todo = [f for f in folds if not fold_done(experiment_dir(output_dir, config), f)]
-    runs = len(todo)
+    members of each ensemble fold not done, each for the epochs its run
+    has left (an interrupted run resumes where it stopped)."""
+    single_dir = experiment_dir(output_dir, config)
+    left = [
+        epochs_left(config, os.path.join(single_dir, f"fold{f}", "model"))
+        for f in folds
+        if not fold_done(single_dir, f)
+    ]
     if members > 1:
         ens_dir = experiment_dir(output_dir, ensemble_config(config, members))
-        runs += (members - 1) * sum(1 for f in folds if not fold_done(ens_dir, f))
+        for f in folds:
+            if fold_done(ens_dir, f):
+                continue
+            for m in range(1, members):
+                member_dir = os.path.join(ens_dir, f"fold{f}", f"member{m}", "model")
+                left.append(epochs_left(config, member_dir))
+    runs = sum(1 for n in left if n)
     epochs = int(config.train.epochs)
     if not runs:
         return Estimate(0.0, 0.0, 0, epochs, 0)
     if not registry.get(config.model.kind).is_network:
+        runs = len(left)  # fitted, not trained: no epochs to count
         return Estimate(30.0 * runs, 0.0, 0, epochs, runs)
     import tensorflow as tf
 
@@ -191,8 +226,8 @@ def estimate(
     val_batches = pipeline.count_examples(cfg, "val") / float(cfg.train.batch_size)
     # Validation runs forward only, about a third of a training step.
     per_epoch = num_steps * per_step + np.ceil(val_batches) * per_step / 3
-    per_run = epochs * per_epoch + 20.0  # plus prediction and bookkeeping
-    return Estimate(per_run * runs, per_step, num_steps, epochs, runs)
+    seconds = sum(left) * per_epoch + 20.0 * runs  # plus prediction, bookkeeping
+    return Estimate(seconds, per_step, num_steps, epochs, runs, sum(left))
 
 
 def _prediction_arrays(

@@ -65,7 +65,11 @@ HARMLESS_ON_RESUME = frozenset(
 )
 # Fields added after runs were saved: a saved config without one trained
 # exactly as with this value, so resuming it is no conflict.
-DEFAULT_IF_MISSING = {"data.augment_mirror": False}
+DEFAULT_IF_MISSING = {
+    "data.augment_mirror": False,
+    "model.tos_output": "dense",
+    "model.onset_channels": 16,
+}
 
 
 class RunDirConflict(UsageError):

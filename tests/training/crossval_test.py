@@ -182,6 +182,39 @@ def test_an_ensemble_fold_scores_the_members_average(records_dir, tmp_path):
         np.testing.assert_allclose(z["tos"], preds[0].tos_ms, atol=1e-4)
 
 
+def _history(model_dir, values):
+    os.makedirs(model_dir, exist_ok=True)
+    with open(os.path.join(model_dir, "history.json"), "w") as f:
+        json.dump([{"epoch": i, "val_loss": v} for i, v in enumerate(values)], f)
+
+
+def test_estimate_counts_the_epochs_each_training_has_left(tmp_path):
+    c = crossval.experiment_config("multitask")
+    c.train.epochs, c.train.early_stopping_patience = 6, 2
+    model = str(tmp_path / "m")
+    assert crossval.epochs_left(c, model) == 6  # nothing trained
+    _history(model, [5.0, 4.0, 3.0, 2.0])
+    assert crossval.epochs_left(c, model) == 2  # interrupted: resumes at 5
+    _history(model, [5.0, 4.0, 4.5, 4.2])
+    assert crossval.epochs_left(c, model) == 0  # stopped early
+    _history(model, [6.0, 5.0, 4.0, 3.0, 2.0, 1.0])
+    assert crossval.epochs_left(c, model) == 0  # every epoch
+    # An interrupted ensemble fold: the single model scored, member 1
+    # finished, member 2 half way, member 3 not started.
+    out = str(tmp_path / "cv")
+    os.makedirs(os.path.join(out, "multitask", "fold0"))
+    with open(os.path.join(out, "multitask", "fold0", "result.json"), "w") as f:
+        f.write("{}")
+    ens = os.path.join(out, "multitask_x4", "fold0")
+    _history(os.path.join(ens, "member1", "model"), [3.0, 2.0, 1.5, 1.2, 1.1, 1.0])
+    _history(os.path.join(ens, "member2", "model"), [3.0, 2.0, 1.0])
+    members_left = [
+        crossval.epochs_left(c, os.path.join(ens, f"member{m}", "model"))
+        for m in (1, 2, 3)
+    ]
+    assert members_left == [0, 3, 6]
+
+
 def test_a_tos_only_ensemble_calls_lma_from_the_mean_tos():
     # What crossval scores an ensemble with (`_ensemble_predictor`): the
     # exported Ensemble run through the evaluation predictor.
