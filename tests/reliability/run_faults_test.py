@@ -77,12 +77,13 @@ def test_harmless_fields_may_change_on_resume(records_dir, tmp_path):
     assert _epochs(model_dir) == [0]
 
 
-def test_runs_saved_before_the_view_and_mirror_keys_resume():
+def test_runs_saved_before_the_view_mirror_and_onset_keys_resume():
     # A config.json written before these keys existed: the keys are missing.
     new = lma_config.base_config().to_dict()
     saved = json.loads(json.dumps(new, default=str))
     del saved["data"]["augment_mirror"]
     del saved["model"]["test_time_shifts"], saved["model"]["test_time_mirror"]
+    del saved["model"]["tos_output"], saved["model"]["onset_channels"]
     assert run_dir.config_differences(saved, new) == []
     # Views only change inference; mirroring changes training.
     views = dict(new, model=dict(new["model"], test_time_shifts=1))
@@ -90,6 +91,10 @@ def test_runs_saved_before_the_view_and_mirror_keys_resume():
     mirrored = dict(new, data=dict(new["data"], augment_mirror=True))
     assert run_dir.config_differences(saved, mirrored) == [
         "data.augment_mirror (False -> True)"
+    ]
+    onset = dict(new, model=dict(new["model"], tos_output="onset"))
+    assert run_dir.config_differences(saved, onset) == [
+        "model.tos_output ('dense' -> 'onset')"
     ]
 
 
