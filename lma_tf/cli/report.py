@@ -71,12 +71,15 @@ def _print_result(result: dict) -> None:
 
     for r in result["results"]:
         print(f"[report] {textsafe.clean(r.subject_id)}: {r.decision.summary()}")
+    from lma_tf.decision import report
+
     m = result["decision_metrics"]
     if m:
         print(
             f"[report] {m['num_subjects']} labelled subjects: top-1 "
             f"{m['top1_accuracy']:.3f}, top-2 {m['top2_accuracy']:.3f}, "
-            f"adjacent {m['adjacent_accuracy']:.3f}"
+            f"adjacent {m['adjacent_accuracy']:.3f}, first target within "
+            f"{report.NEAR_MS:g} ms of the latest {m['within_5ms_accuracy']:.3f}"
         )
     c = result["calibration"]
     if c:

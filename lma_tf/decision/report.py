@@ -10,7 +10,13 @@ segment by true TOS and scar, or none, and the decision is scored:
   - top-2 hit: the true target is among the first two (no true target: none
     recommended);
   - adjacent hit: the first target is the true one or shares an edge with it
-    (same ring, or the ring above or below).
+    (same ring, or the ring above or below);
+  - delay: how much earlier, in truth, the first target activates than the
+    true one (median true TOS, ms; 0 on a top-1 hit), for subjects with a
+    true target and a scar-free first target; a within-5-ms hit is a first
+    target that is the true one or scar-free and at most `NEAR_MS` earlier,
+    less than a third of a 17 ms frame: a near-tie that DENSE cannot
+    separate.
 
 `decision_metrics(slices)` gives these over a cohort for evaluation;
 `sector_calibration` the ECE of P(LMA) and the 90 % TOS interval coverage.
@@ -38,6 +44,7 @@ SCHEMA = "lma_tf.decision.report"
 SCHEMA_VERSION = 1
 COHORT_SCHEMA = "lma_tf.decision.cohort"
 BANNER = "Research use only \u2014 not a medical device"
+NEAR_MS = 5.0  # a first target this close to the latest in truth is a near-tie
 
 
 @dataclasses.dataclass
@@ -65,20 +72,39 @@ class SubjectResult:
         if not self.labelled:
             return None
         true, pred = self.true_target, self.decision.segments
+        delay = None
         if true is None:
             hit = not pred
-            top1 = top2 = adjacent = hit
+            top1 = top2 = adjacent = near = hit
         else:
             top1 = bool(pred) and pred[0] == true
             top2 = true in pred[:2]
             adjacent = top1 or (bool(pred) and orientation_lib.adjacent(pred[0], true))
+            delay = self._delay_ms(true, pred[0]) if pred else None
+            near = top1 or (delay is not None and delay <= NEAR_MS)
         return {
             "true_target": true,
             "predicted_targets": pred[:2],
             "top1": bool(top1),
             "top2": bool(top2),
             "adjacent": bool(adjacent),
+            "within_5ms": bool(near),
+            "delay_ms": delay,
         }
+
+    def _delay_ms(self, true: int, first: int) -> float | None:
+        """True median TOS of `true` minus that of `first`; None where `first`
+        is scar in truth (not a near miss) or lacks a true TOS."""
+        by_segment = {s.segment: s for s in self.segments}
+        if first == true:
+            return 0.0
+        t, f = by_segment[true], by_segment[first]
+        scar = f.true_scar_fraction
+        if f.true_tos_median_ms is None or t.true_tos_median_ms is None:
+            return None
+        if scar is not None and scar >= constants.SCAR_THRESHOLD:
+            return None
+        return max(float(t.true_tos_median_ms - f.true_tos_median_ms), 0.0)
 
 
 def analyse(
@@ -169,6 +195,15 @@ def _share(flags: list[bool]) -> float | None:
     return float(np.mean(flags)) if flags else None
 
 
+def _delays(values: list[float | None]) -> dict:
+    """Median and 90th percentile of the first targets' delays (ms)."""
+    d = np.asarray([v for v in values if v is not None], np.float64)
+    if not d.size:
+        return {"median": None, "p90": None, "num_subjects": 0}
+    median, p90 = np.percentile(d, [50, 90])
+    return {"median": float(median), "p90": float(p90), "num_subjects": int(d.size)}
+
+
 def metrics_from_results(results: Sequence[SubjectResult]) -> dict:
     """The decision metrics of analysed subjects (see the module doc)."""
     scored = [(r, r.quality()) for r in results]
@@ -184,8 +219,11 @@ def metrics_from_results(results: Sequence[SubjectResult]) -> dict:
         "top1_accuracy": _share([q["top1"] for q in qs]),
         "top2_accuracy": _share([q["top2"] for q in qs]),
         "adjacent_accuracy": _share([q["adjacent"] for q in qs]),
+        "within_5ms_accuracy": _share([q["within_5ms"] for q in qs]),
+        "delay_ms": _delays([q["delay_ms"] for q in with_t]),
         "with_target": {
-            k: _share([q[k] for q in with_t]) for k in ("top1", "top2", "adjacent")
+            k: _share([q[k] for q in with_t])
+            for k in ("top1", "top2", "adjacent", "within_5ms")
         },
         "no_target_agreement": _share([q["top1"] for q in without]),
         "per_subject": [{"subject_id": r.subject_id, **q} for r, q in scored],
@@ -220,10 +258,10 @@ def decision_scores(slices: Sequence[PredictedSlice]) -> dict:
     orientation) and the subjects counted.
     """
     decision = decision_metrics(slices)
-    out = {
-        f"decision_{key}": decision[key]
-        for key in ("top1_accuracy", "top2_accuracy", "adjacent_accuracy")
-    }
+    keys = ("top1_accuracy", "top2_accuracy", "adjacent_accuracy")
+    out = {f"decision_{key}": decision[key] for key in keys}
+    out["decision_within_5ms_accuracy"] = decision["within_5ms_accuracy"]
+    out["decision_delay_ms_median"] = decision["delay_ms"]["median"]
     out["decision_num_subjects"] = decision["num_subjects"]
     return out
 
@@ -343,6 +381,8 @@ COHORT_COLUMNS = (
     "top1",
     "top2",
     "adjacent",
+    "within_5ms",
+    "delay_ms",
 )
 
 
@@ -369,4 +409,6 @@ def cohort_row(result: SubjectResult) -> dict:
         "top1": q.get("top1"),
         "top2": q.get("top2"),
         "adjacent": q.get("adjacent"),
+        "within_5ms": q.get("within_5ms"),
+        "delay_ms": None if q.get("delay_ms") is None else round(q["delay_ms"], 2),
     }

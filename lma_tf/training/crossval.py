@@ -44,6 +44,7 @@ SUMMARY_KEYS = (
     "lma_accuracy_tuned",
     "decision_top1_accuracy",
     "decision_top2_accuracy",
+    "decision_within_5ms_accuracy",
     "lma_ece",
     "lma_ece_calibrated",
 )

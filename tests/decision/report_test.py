@@ -53,8 +53,13 @@ def test_decision_metrics():
     assert m["top1_accuracy"] == pytest.approx(2 / 5)
     assert m["top2_accuracy"] == pytest.approx(3 / 5)
     assert m["adjacent_accuracy"] == pytest.approx(4 / 5)
+    assert m["within_5ms_accuracy"] == pytest.approx(2 / 5)  # A and C
     assert m["with_target"] == pytest.approx(
-        {"top1": 1 / 3, "top2": 2 / 3, "adjacent": 1.0}
+        {"top1": 1 / 3, "top2": 2 / 3, "adjacent": 1.0, "within_5ms": 1 / 3}
+    )
+    # A: 0 ms; B and E name a segment at 17 ms in truth, 83 ms before 5.
+    assert m["delay_ms"] == pytest.approx(
+        {"median": 83.0, "p90": 83.0, "num_subjects": 3}
     )
     assert m["no_target_agreement"] == 0.5
     per = {p["subject_id"]: p for p in m["per_subject"]}
@@ -65,12 +70,36 @@ def test_decision_metrics():
         "top1": False,
         "top2": False,
         "adjacent": True,
+        "within_5ms": False,
+        "delay_ms": 83.0,
     }
     assert per["E"]["predicted_targets"] == [6, 5] and per["E"]["top2"]
     assert per["C"]["true_target"] is None and per["C"]["top1"]
     assert not per["D"]["top1"] and not per["D"]["adjacent"]
     empty = report.decision_metrics(three_slices("F", labelled=False))
     assert empty["num_subjects"] == 0 and empty["top1_accuracy"] is None
+
+
+def test_a_near_tie_is_within_5ms_and_a_scar_first_target_is_not():
+    # Truly late in 5 (100 ms) and 6 (97 ms); predicted latest in 6.
+    tie = three_slices("G", late=range(84, 105), true_late=range(63, 84))
+    tie[0].true_tos_ms[84:105] = 97.0
+    q = report.analyse(tie)[0].quality()
+    assert (q["true_target"], q["predicted_targets"][0]) == (5, 6)
+    assert not q["top1"] and q["within_5ms"]
+    assert q["delay_ms"] == pytest.approx(3.0)
+    tie[0].true_tos_ms[84:105] = 90.0  # 10 ms earlier: a real miss
+    q = report.analyse(tie)[0].quality()
+    assert not q["within_5ms"] and q["delay_ms"] == pytest.approx(10.0)
+    # Ranked first on an LGE table that calls 6 scar-free; the data's
+    # scar (the truth) says it is scar: a wrong target, not a near miss.
+    scar = three_slices("H", late=range(84, 105), true_late=range(63, 84))
+    scar[0].scar_fraction[84:105] = 0.8
+    q = report.analyse(scar, lge={"H": {6: 0.0}})[0].quality()
+    assert (q["true_target"], q["predicted_targets"][0]) == (5, 6)
+    assert q["delay_ms"] is None and not q["within_5ms"]
+    row = report.cohort_row(report.analyse(tie)[0])
+    assert row["within_5ms"] is False and row["delay_ms"] == 10.0
 
 
 def test_decision_metrics_follow_the_orientation():
