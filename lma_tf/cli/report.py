@@ -68,11 +68,10 @@ def _print_result(result: dict) -> None:
     if result["temperature"] != 1.0:
         print(f"[report] temperature {result['temperature']:.3f}")
     from lma_tf import textsafe
+    from lma_tf.decision import report
 
     for r in result["results"]:
         print(f"[report] {textsafe.clean(r.subject_id)}: {r.decision.summary()}")
-    from lma_tf.decision import report
-
     m = result["decision_metrics"]
     if m:
         print(
