@@ -112,7 +112,10 @@ def test_mirrored_two_cpu_replicas_match_the_default_strategy(records_dir, tmp_p
     for key in ("loss", "tos_mae_ms", "val_loss"):
         a, b = one["history"][-1][key], two["history"][-1][key]
         assert b == pytest.approx(a, rel=1e-4), key
-    assert two["weights_checksum"] == pytest.approx(one["weights_checksum"], rel=1e-5)
+    # Float32 sums taken in another order (two replicas) drift by about 1e-5
+    # (seen under Bazel); a missed synchronisation or a doubled loss would
+    # move the weights far more.
+    assert two["weights_checksum"] == pytest.approx(one["weights_checksum"], rel=1e-4)
 
 
 def test_crash_then_rerun_resumes_from_the_backup(records_dir, tmp_path):
