@@ -186,7 +186,7 @@ class OnsetExpectation(layers.Layer):
 def _conv_block(
     x,
     channels: int,
-    kernel: int,
+    kernel: int | tuple[int, int],
     pool_frames: bool,
     circular: bool,
     name: str,
@@ -198,10 +198,11 @@ def _conv_block(
 
     `separable` uses a depthwise-separable convolution (not on a 1-channel
     input, where it saves nothing); `pool_frames` / `pool_sectors` halve the
-    frame / sector axis.
+    frame / sector axis. `kernel`: an int, or (sectors, frames).
     """
     if circular:
-        x = CircularPad2D(kernel // 2, kernel // 2, name=f"{name}_pad")(x)
+        k = (kernel, kernel) if isinstance(kernel, int) else tuple(kernel)
+        x = CircularPad2D(k[0] // 2, k[1] // 2, name=f"{name}_pad")(x)
         padding = "valid"
     else:
         padding = "same"
@@ -292,10 +293,17 @@ def _head(trunk, context, config: ml_collections.ConfigDict, name: str, skip=Non
     return x
 
 
+def _tos_start_ms(config: ml_collections.ConfigDict) -> float:
+    """Where the TOS output starts: `model.tos_bias_init_ms`, or (< 0) the
+    train-split mean TOS (40 ms when unknown)."""
+    start = float(config.model.tos_bias_init_ms)
+    if start < 0:
+        start = float(config.model.tos_mean_ms) or 40.0
+    return start
+
+
 def _tos_output(x, config: ml_collections.ConfigDict):
-    bias = float(config.model.tos_bias_init_ms)
-    if bias < 0:
-        bias = float(config.model.tos_mean_ms) or 40.0
+    bias = _tos_start_ms(config)
     # The bias starts at the mean TOS: from ~0 the shifted leaky ReLU sits in
     # its 0.01-slope region and the head barely learns (docs/model.md).
     x = layers.Dense(
@@ -317,33 +325,24 @@ def _onset_output(strain_map, head, config: ml_collections.ConfigDict):
     """
     m, d = config.model, config.data
     ch = int(m.get("onset_channels", 16))
-    circular = m.circular_padding
     y = strain_map
     for i, kernel in enumerate(((3, 5), (1, 5))):
-        if circular:
-            y = CircularPad2D(kernel[0] // 2, kernel[1] // 2, name=f"onset{i}_pad")(y)
-        y = layers.Conv2D(
+        y = _conv_block(
+            y,
             ch,
             kernel,
-            padding="valid" if circular else "same",
-            use_bias=False,
-            name=f"onset{i}_conv",
-        )(y)
-        y = layers.BatchNormalization(
-            synchronized=_SYNC_BN,
-            momentum=m.get("bn_momentum", 0.99),
-            name=f"onset{i}_bn",
-        )(y)
-        y = layers.ReLU(name=f"onset{i}_relu")(y)
+            False,
+            m.circular_padding,
+            f"onset{i}",
+            bn_momentum=m.get("bn_momentum", 0.99),
+        )
     c = layers.Dense(ch, name="onset_context")(head)
     c = layers.Reshape((d.num_sectors, 1, ch), name="onset_context_frames")(c)
     y = layers.ReLU(name="onset_join_relu")(layers.Add(name="onset_join")([y, c]))
     y = layers.Conv2D(1, 1, name="onset_logits")(y)
     y = layers.Reshape((d.num_sectors, d.num_frames), name="onset_squeeze")(y)
-    mean = float(m.tos_bias_init_ms)
-    if mean < 0:
-        mean = float(m.tos_mean_ms) or 40.0
-    onset = OnsetExpectation(float(d.frame_period_ms), mean, name=TOS, dtype="float32")
+    start = _tos_start_ms(config)
+    onset = OnsetExpectation(float(d.frame_period_ms), start, name=TOS, dtype="float32")
     return onset(y)
 
 

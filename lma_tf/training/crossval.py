@@ -149,6 +149,22 @@ def format_seconds(seconds: float) -> str:
     return f"{minutes // 60} h {minutes % 60:02d} min"
 
 
+def member_model_dir(
+    output_dir: str,
+    config: ml_collections.ConfigDict,
+    fold: int,
+    member: int,
+    members: int,
+) -> str:
+    """Where member `member` of fold `fold` trains: member 0 is the single
+    model's fold (`<name>/fold<i>/model`), the others sit in the ensemble's
+    (`<name>_x<K>/fold<i>/member<m>/model`)."""
+    if member == 0:
+        return os.path.join(experiment_dir(output_dir, config), f"fold{fold}", "model")
+    ens_dir = experiment_dir(output_dir, ensemble_config(config, members))
+    return os.path.join(ens_dir, f"fold{fold}", f"member{member}", "model")
+
+
 def epochs_left(config: ml_collections.ConfigDict, model_dir: str) -> int:
     """Epochs a training of `config` into `model_dir` still has to run.
 
@@ -182,24 +198,25 @@ def estimate(
     has left (an interrupted run resumes where it stopped)."""
     single_dir = experiment_dir(output_dir, config)
     left = [
-        epochs_left(config, os.path.join(single_dir, f"fold{f}", "model"))
+        epochs_left(config, member_model_dir(output_dir, config, f, 0, members))
         for f in folds
         if not fold_done(single_dir, f)
     ]
     if members > 1:
         ens_dir = experiment_dir(output_dir, ensemble_config(config, members))
         for f in folds:
-            if fold_done(ens_dir, f):
-                continue
-            for m in range(1, members):
-                member_dir = os.path.join(ens_dir, f"fold{f}", f"member{m}", "model")
-                left.append(epochs_left(config, member_dir))
+            if not fold_done(ens_dir, f):
+                left += [
+                    epochs_left(
+                        config, member_model_dir(output_dir, config, f, m, members)
+                    )
+                    for m in range(1, members)
+                ]
     runs = sum(1 for n in left if n)
     epochs = int(config.train.epochs)
     if not runs:
         return Estimate(0.0, 0.0, 0, epochs, 0)
     if not registry.get(config.model.kind).is_network:
-        runs = len(left)  # fitted, not trained: no epochs to count
         return Estimate(30.0 * runs, 0.0, 0, epochs, runs)
     import tensorflow as tf
 
@@ -396,11 +413,7 @@ def run_fold(
     single_done = fold_done(single_dir, fold)
     model_dirs, epochs_run = [], 0
     for m in range(members):
-        model_dir = (
-            os.path.join(single_out, "model")
-            if m == 0
-            else os.path.join(ens_out, f"member{m}", "model")
-        )
+        model_dir = member_model_dir(output_dir, config, fold, m, members)
         model_dirs.append(model_dir)
         if m == 0 and single_done and members == 1:
             break
