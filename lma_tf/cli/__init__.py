@@ -32,6 +32,7 @@ COMMANDS = {
     "explain": "Grad-CAM explanations of the trained heads",
     "maps": "3-D activation maps and AHA bullseyes from a prediction CSV",
     "report": "per-subject pacing-target reports from prediction CSVs",
+    "retest": "the pacing decision on repeat measurements of synthetic hearts",
     "demo": "the whole pipeline end to end on the synthetic cohort",
     "benchmark": "speed and memory benchmarks",
     "frontier": "accuracy per cost of candidate networks; picks the default",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 
 import numpy as np
 
@@ -90,6 +91,17 @@ def subject_id_for(index: int) -> str:
     return f"SYN{index:04d}"
 
 
+def subject_index(subject_id: str) -> int:
+    """The index of a synthetic subject id (`subject_id_for`'s inverse).
+
+    Raises:
+      ValueError: not a synthetic subject's id.
+    """
+    if re.fullmatch(r"SYN\d{4,}", subject_id) is None:
+        raise ValueError(f"{subject_id!r} is not a synthetic subject id (SYN0007)")
+    return int(subject_id[3:])
+
+
 def subject_rng(seed: int, index: int) -> np.random.Generator:
     """Per-subject generator, a function of (seed, index) only.
 
@@ -97,6 +109,19 @@ def subject_rng(seed: int, index: int) -> np.random.Generator:
     however many subjects are generated.
     """
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
+
+
+def remeasure_rng(seed: int, draw: int, index: int) -> np.random.Generator:
+    """Measurement-noise generator of re-measurement `draw` (>= 1) of subject `index`.
+
+    With `generate_subject(subject_rng(seed, index), ..., noise_rng=...)` it
+    gives the same heart measured again: new noise, same truth.
+    """
+    if draw < 1:
+        raise ValueError(f"draw must be >= 1 (0 is the original), got {draw}")
+    return np.random.default_rng(
+        np.random.SeedSequence(seed, spawn_key=(index, 1_000_003, draw))
+    )
 
 
 def _sample_bumps(rng: np.random.Generator, group: str) -> list[Bump]:
@@ -224,11 +249,14 @@ def _slice_strain(
     num_frames: int,
     lbbb: bool,
     tether: float,
+    noise_rng: np.random.Generator | None = None,
 ) -> np.ndarray:
     """One slice's measured strain: model, noise, then the authors' SVD denoising.
 
     `z` is the slice's position, basal -1 .. apical +1; `tether` > 0 makes
     scar shorten weakly with its surroundings instead of staying passive.
+    `noise_rng`, if given, draws the measurement noise instead of `rng`
+    (which still advances as usual, so every later draw is unchanged).
     """
     septal_weight = raised_cosine(SEPTAL_CENTRE, 50.0)
     lateness = np.clip((tos - TOS_FLOOR_MS) / 80.0, 0.0, 1.0)
@@ -266,7 +294,10 @@ def _slice_strain(
             residual=c.residual,
         )
         clean = (1.0 - weight)[:, None] * clean + weight[:, None] * pulled
-    return svd_denoise(add_smooth_noise(clean, rng, c.noise_std), rank=3)
+    noisy = add_smooth_noise(clean, rng, c.noise_std)
+    if noise_rng is not None:
+        noisy = add_smooth_noise(clean, noise_rng, c.noise_std)
+    return svd_denoise(noisy, rank=3)
 
 
 def generate_subject(
@@ -274,6 +305,7 @@ def generate_subject(
     subject_id: str,
     group: str | None = None,
     scar_model: str = "passive",
+    noise_rng: np.random.Generator | None = None,
 ) -> SyntheticSubject:
     """One subject: 3-6 short-axis slices, basal to apical, sharing one frame count.
 
@@ -283,6 +315,9 @@ def generate_subject(
     (flat or passively stretching); "tethered" scar is pulled by the
     myocardium around it and shortens weakly at the surrounding activation
     time, which makes scar in a late region look late (a harder case).
+    `noise_rng` re-measures the same heart: when given, only the measurement
+    noise of every slice is drawn from it; TOS, scar, labels and every other
+    draw are those of `rng` alone (see `remeasure_rng`).
     """
     if scar_model not in SCAR_MODELS:
         raise ValueError(f"unknown scar_model {scar_model!r}, expected {SCAR_MODELS}")
@@ -325,7 +360,15 @@ def generate_subject(
     slices = []
     for k in range(num_slices):
         strain = _slice_strain(
-            rng, tos_true[k], z[k], scars[k], contraction, num_frames, lbbb, tether
+            rng,
+            tos_true[k],
+            z[k],
+            scars[k],
+            contraction,
+            num_frames,
+            lbbb,
+            tether,
+            noise_rng,
         )
         scar = scars[k].astype(np.float32)
         label = np.where(scar >= constants.SCAR_THRESHOLD, TOS_FLOOR_MS, tos_true[k])

@@ -1,0 +1,314 @@
+"""Test-retest of the pacing decision on the synthetic cohort: same hearts, new noise.
+
+Cross-validation scores each held-out subject's first pacing target on one
+measurement of its heart. `retest` measures every held-out subject again,
+`draws` times: the generator redraws only the measurement noise
+(`synthetic.remeasure_rng`; TOS, scar, labels and contraction are unchanged).
+Each measurement is predicted by the fold's own model, as cross-validation
+did, and the decision is scored on it. Draw 0 is the original measurement.
+
+It tells how much of a top-1 figure is the luck of one noise draw, and how
+often the model's first target would change on a repeat scan. Only the
+synthetic cohort can be measured again, so the cohort's seed and scar model
+are checked against the labels the cross-validation saved. See
+docs/decision.md ("How stable is the decision?").
+
+  O/retest.json          per-draw accuracies, agreement, stable vs unstable
+  O/retest_subjects.csv  per subject: fold, true target, first target per draw
+  O/retest.png           the figure of both
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import os
+import re
+import tempfile
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from lma_tf import atomic
+from lma_tf.data import synthetic
+from lma_tf.data.slices import DenseSlice
+from lma_tf.errors import UsageError
+
+RETEST_JSON = "retest.json"
+RETEST_CSV = "retest_subjects.csv"
+RETEST_PNG = "retest.png"
+_FOLD = re.compile(r"fold(\d+)$")
+
+
+@dataclasses.dataclass
+class HeldOutFold:
+    """One fold of a cross-validated experiment: its model and held-out subjects."""
+
+    index: int
+    model_dir: str
+    subject_ids: list[str]
+    slice_ids: list[str]
+    true_tos: np.ndarray  # (slices, 126) as saved, NaN where unlabelled
+
+
+def held_out_folds(exp_dir: str) -> list[HeldOutFold]:
+    """The folds of `exp_dir` (`lma-tf crossval`'s O/<experiment>), in order.
+
+    Raises:
+      UsageError: no finished fold, or a fold without its own model (an
+        ensemble's folds hold members, not one model: retest a single model).
+    """
+    from lma_tf.training import crossval
+
+    folds = []
+    names = sorted(os.listdir(exp_dir)) if os.path.isdir(exp_dir) else []
+    for name in names:
+        m = _FOLD.match(name)
+        saved = os.path.join(exp_dir, name, crossval.PREDICTIONS_NPZ)
+        if not m or not os.path.isfile(saved):
+            continue
+        model_dir = os.path.join(exp_dir, name, "model")
+        if not os.path.isdir(model_dir):
+            raise UsageError(
+                f"{os.path.join(exp_dir, name)} has no model/: retest a "
+                "single-model experiment (an ensemble's folds hold members)"
+            )
+        with np.load(saved, allow_pickle=False) as z:
+            has = z["has_tos"] > 0
+            true = np.where(has[:, None], z["true_tos"], np.nan)
+            folds.append(
+                HeldOutFold(
+                    int(m.group(1)),
+                    model_dir,
+                    list(dict.fromkeys(z["subject_id"].tolist())),
+                    z["slice_id"].tolist(),
+                    true,
+                )
+            )
+    if not folds:
+        raise UsageError(
+            f"{exp_dir}: no finished fold (fold<i>/{crossval.PREDICTIONS_NPZ}); "
+            "run `lma-tf crossval` first"
+        )
+    return sorted(folds, key=lambda f: f.index)
+
+
+def remeasured(
+    subject_ids: Sequence[str], seed: int, scar_model: str, draw: int
+) -> list[DenseSlice]:
+    """The slices of synthetic subjects, measured again (`draw` 0: the original).
+
+    Raises:
+      UsageError: an id is not a synthetic subject's (`SYN0007`).
+    """
+    out = []
+    for sid in subject_ids:
+        try:
+            index = synthetic.subject_index(sid)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        noise = None if draw == 0 else synthetic.remeasure_rng(seed, draw, index)
+        subject = synthetic.generate_subject(
+            synthetic.subject_rng(seed, index),
+            sid,
+            scar_model=scar_model,
+            noise_rng=noise,
+        )
+        out += subject.slices
+    return out
+
+
+def check_same_cohort(
+    fold: HeldOutFold, slices: Sequence[DenseSlice], seed: int, scar_model: str
+) -> None:
+    """Refuses a seed or scar model other than the cross-validated cohort's.
+
+    Raises:
+      UsageError: a held-out slice is missing or its labels differ, named.
+    """
+    by_id = {s.slice_id: s for s in slices}
+    for i, sid in enumerate(fold.slice_ids):
+        s = by_id.get(sid)
+        saved = fold.true_tos[i]
+        ok = np.isfinite(saved)
+        if s is None or not np.allclose(s.tos_ms[ok], saved[ok], atol=1e-3):
+            raise UsageError(
+                f"slice {sid} of fold {fold.index}: the synthetic cohort of "
+                f"seed {seed}, scar model {scar_model!r} is not the one "
+                "cross-validated (its labels differ); give the cohort's "
+                "--seed and --scar_model"
+            )
+
+
+def decisions(
+    config,
+    predictor: Callable,
+    slices: Sequence[DenseSlice],
+    work_dir: str,
+) -> dict[str, dict]:
+    """subject -> `report.SubjectResult.quality()` of `predictor` on `slices`.
+
+    The slices go through records and the evaluation pipeline (written to
+    `work_dir`, all as the test split), as cross-validation's did.
+    """
+    import ml_collections
+
+    from lma_tf import inference
+    from lma_tf.data import records
+    from lma_tf.decision import report
+
+    options = records.RecordsOptions(work_dir, split=(0.0, 0.0, 1.0), progress=False)
+    records.write_records(list(slices), [], options)
+    cfg = ml_collections.ConfigDict(config.to_dict())
+    cfg.data.records_dir = work_dir
+    cfg.data.cache = False
+    batch, pred = inference.predict_split(cfg, predictor, "test", progress=False)
+    predicted = report.predicted_slices(
+        list(batch.subject_id),
+        list(batch.slice_id),
+        batch.slice_location,
+        pred.tos_ms,
+        pred.lma_probability,
+        batch.true_tos,
+        batch.scar,
+        batch.has_tos,
+        batch.has_scar,
+    )
+    return {r.subject_id: r.quality() for r in report.analyse(predicted)}
+
+
+def summarize(
+    firsts: dict[str, list[int | None]],
+    hits: dict[str, list[dict]],
+) -> dict:
+    """Per-draw accuracies and how often the first target holds.
+
+    `firsts`: subject -> first target per draw (None: no target); `hits`:
+    subject -> quality dict per draw. Returns the figures of retest.json.
+    """
+    subjects = sorted(firsts)
+    draws = len(firsts[subjects[0]])
+
+    def share(flags) -> float | None:
+        return float(np.mean(flags)) if len(flags) else None
+
+    per_draw = []
+    for d in range(draws):
+        q = [hits[s][d] for s in subjects]
+        per_draw.append(
+            {
+                "draw": d,
+                "top1": share([x["top1"] for x in q]),
+                "top2": share([x["top2"] for x in q]),
+                "within_5ms": share([x["within_5ms"] for x in q]),
+            }
+        )
+    top1 = np.array([p["top1"] for p in per_draw])
+    same = [firsts[s][d] == firsts[s][0] for s in subjects for d in range(1, draws)]
+    stable = {s: len(set(firsts[s])) == 1 for s in subjects}
+    first_hit = {s: hits[s][0]["top1"] for s in subjects}
+    stable_ids = [s for s in subjects if stable[s]]
+    unstable_ids = [s for s in subjects if not stable[s]]
+    return {
+        "num_subjects": len(subjects),
+        "num_draws": draws,
+        "per_draw": per_draw,
+        "top1": {
+            "mean": float(top1.mean()),
+            "sd": float(top1.std(ddof=1)) if draws > 1 else 0.0,
+            "min": float(top1.min()),
+            "max": float(top1.max()),
+        },
+        "first_target_same_as_draw0": share(same),
+        "stable_share": share(list(stable.values())),
+        "top1_draw0_stable": share([first_hit[s] for s in stable_ids]),
+        "top1_draw0_unstable": share([first_hit[s] for s in unstable_ids]),
+        "num_stable": len(stable_ids),
+    }
+
+
+def _csv(firsts: dict, truth: dict, fold_of: dict) -> str:
+    draws = len(next(iter(firsts.values())))
+    cols = ["subject_id", "fold", "true_target"] + [f"draw{d}" for d in range(draws)]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(cols + ["stable"])
+    for s in sorted(firsts):
+        row = [s, fold_of[s], truth[s]] + list(firsts[s])
+        w.writerow(["" if v is None else v for v in row] + [len(set(firsts[s])) == 1])
+    return buf.getvalue()
+
+
+def retest(
+    exp_dir: str,
+    seed: int,
+    scar_model: str,
+    draws: int,
+    output_dir: str,
+    *,
+    progress: bool = True,
+) -> dict:
+    """Measures every held-out subject `draws` more times; writes O/ (see above).
+
+    Returns retest.json's document, with "paths" (the files written).
+
+    Raises:
+      UsageError: bad arguments, no finished fold, or another cohort.
+    """
+    if draws < 1:
+        raise UsageError(f"--draws must be >= 1, got {draws}")
+    if scar_model not in synthetic.SCAR_MODELS:
+        raise UsageError(
+            f"scar model must be one of {synthetic.SCAR_MODELS}, got {scar_model!r}"
+        )
+    import tqdm
+
+    from lma_tf import inference
+    from lma_tf.training import run_dir
+
+    folds = held_out_folds(exp_dir)
+    firsts: dict[str, list] = {}
+    hits: dict[str, list] = {}
+    truth: dict[str, int | None] = {}
+    fold_of: dict[str, int] = {}
+    bar = tqdm.tqdm(
+        total=len(folds) * (draws + 1), desc="retest", unit="draw", disable=not progress
+    )
+    with bar, tempfile.TemporaryDirectory(prefix="lma_tf_retest_") as tmp:
+        for fold in folds:
+            config = run_dir.load_config(fold.model_dir)
+            predictor = inference.load_predictor(config, fold.model_dir)
+            for d in range(draws + 1):
+                slices = remeasured(fold.subject_ids, seed, scar_model, d)
+                if d == 0:
+                    check_same_cohort(fold, slices, seed, scar_model)
+                work = os.path.join(tmp, f"fold{fold.index}_draw{d}")
+                for sid, q in decisions(config, predictor, slices, work).items():
+                    first = (
+                        q["predicted_targets"][0] if q["predicted_targets"] else None
+                    )
+                    firsts.setdefault(sid, []).append(first)
+                    hits.setdefault(sid, []).append(q)
+                    truth[sid] = q["true_target"]
+                    fold_of[sid] = fold.index
+                bar.update(1)
+    doc = {
+        "experiment_dir": os.path.abspath(exp_dir),
+        "cohort": {"seed": seed, "scar_model": scar_model},
+        "folds": [f.index for f in folds],
+        **summarize(firsts, hits),
+    }
+    os.makedirs(output_dir, exist_ok=True)
+    paths = [
+        atomic.write_json(os.path.join(output_dir, RETEST_JSON), doc),
+        atomic.write_text(
+            os.path.join(output_dir, RETEST_CSV), _csv(firsts, truth, fold_of)
+        ),
+    ]
+    from lma_tf.viz import retest as retest_fig
+
+    paths.append(
+        retest_fig.plot_retest(doc, firsts, os.path.join(output_dir, RETEST_PNG))
+    )
+    return doc | {"paths": paths}
