@@ -80,6 +80,13 @@ def _print_result(result: dict) -> None:
             f"adjacent {m['adjacent_accuracy']:.3f}, first target within "
             f"{report.NEAR_MS:g} ms of the latest {m['within_5ms_accuracy']:.3f}"
         )
+        decisive = m["decisive_top1_accuracy"]
+        print(
+            f"[report] first target or a near-tie is the true one: "
+            f"{m['tie_set_accuracy']:.3f}; no near-tie for "
+            f"{m['decisive_share']:.3f} of subjects, their top-1 "
+            + ("n/a" if decisive is None else f"{decisive:.3f}")
+        )
     c = result["calibration"]
     if c:
         cov = c["tos_interval_coverage"]

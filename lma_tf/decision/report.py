@@ -16,7 +16,10 @@ segment by true TOS and scar, or none, and the decision is scored:
     true target and a scar-free first target; a within-5-ms hit is a first
     target that is the true one or scar-free and at most `NEAR_MS` earlier,
     less than a third of a 17 ms frame: a near-tie that DENSE cannot
-    separate.
+    separate;
+  - tie-set hit: the true target is the first target or one of its
+    near-ties (`targets.NEAR_TIE_MS`, predicted); a subject whose first
+    target has no near-tie is decisive.
 
 `decision_metrics(slices)` gives these over a cohort for evaluation;
 `sector_calibration` the ECE of P(LMA) and the 90 % TOS interval coverage.
@@ -44,7 +47,9 @@ SCHEMA = "lma_tf.decision.report"
 SCHEMA_VERSION = 1
 COHORT_SCHEMA = "lma_tf.decision.cohort"
 BANNER = "Research use only \u2014 not a medical device"
-NEAR_MS = 5.0  # a first target this close to the latest in truth is a near-tie
+# A first target this close to the latest in truth is a near miss (the same
+# 5 ms as the near-ties of a decision, `targets.NEAR_TIE_MS`).
+NEAR_MS = targets.NEAR_TIE_MS
 
 
 @dataclasses.dataclass
@@ -72,11 +77,13 @@ class SubjectResult:
         if not self.labelled:
             return None
         true, pred = self.true_target, self.decision.segments
+        ties = [t.segment for t in self.decision.near_ties]
         delay = None
         if true is None:
             hit = not pred
-            top1 = top2 = adjacent = near = hit
+            top1 = top2 = adjacent = near = tie_hit = hit
         else:
+            tie_hit = bool(pred) and true in [pred[0], *ties]
             top1 = bool(pred) and pred[0] == true
             top2 = true in pred[:2]
             adjacent = top1 or (bool(pred) and orientation_lib.adjacent(pred[0], true))
@@ -90,6 +97,8 @@ class SubjectResult:
             "adjacent": bool(adjacent),
             "within_5ms": bool(near),
             "delay_ms": delay,
+            "near_ties": ties,
+            "tie_set_hit": bool(tie_hit),
         }
 
     def _delay_ms(self, true: int, first: int) -> float | None:
@@ -221,9 +230,12 @@ def metrics_from_results(results: Sequence[SubjectResult]) -> dict:
         "adjacent_accuracy": _share([q["adjacent"] for q in qs]),
         "within_5ms_accuracy": _share([q["within_5ms"] for q in qs]),
         "delay_ms": _delays([q["delay_ms"] for q in with_t]),
+        "tie_set_accuracy": _share([q["tie_set_hit"] for q in qs]),
+        "decisive_share": _share([not q["near_ties"] for q in qs]),
+        "decisive_top1_accuracy": _share([q["top1"] for q in qs if not q["near_ties"]]),
         "with_target": {
             k: _share([q[k] for q in with_t])
-            for k in ("top1", "top2", "adjacent", "within_5ms")
+            for k in ("top1", "top2", "adjacent", "within_5ms", "tie_set_hit")
         },
         "no_target_agreement": _share([q["top1"] for q in without]),
         "per_subject": [{"subject_id": r.subject_id, **q} for r, q in scored],
@@ -242,8 +254,11 @@ def decision_metrics(
     ones; subjects without true TOS are counted as unlabelled and skipped.
     Accuracies are None when no subject counts. Keys: num_subjects,
     num_unlabelled_subjects, num_with_target, num_without_target,
-    top1_accuracy, top2_accuracy, adjacent_accuracy (all labelled subjects),
-    with_target {top1, top2, adjacent} (subjects with a true target),
+    top1_accuracy, top2_accuracy, adjacent_accuracy, within_5ms_accuracy,
+    tie_set_accuracy (all labelled subjects), delay_ms {median, p90},
+    decisive_share and decisive_top1_accuracy (subjects whose first target
+    has no near-tie), with_target {top1, top2, adjacent, within_5ms,
+    tie_set_hit} (subjects with a true target),
     no_target_agreement (subjects without one: share recommended none),
     per_subject (one dict per labelled subject).
     """
@@ -254,13 +269,16 @@ def decision_scores(slices: Sequence[PredictedSlice]) -> dict:
     """`decision_metrics` as `decision_*` metric keys.
 
     What evaluation and cross-validation report (from `predicted_slices` of
-    their split arrays): top-1 / top-2 / adjacent target accuracy (default
-    orientation) and the subjects counted.
+    their split arrays): top-1 / top-2 / adjacent / within-5-ms / tie-set
+    accuracy (default orientation), the decisive share and its top-1, the
+    median delay and the subjects counted.
     """
     decision = decision_metrics(slices)
     keys = ("top1_accuracy", "top2_accuracy", "adjacent_accuracy")
     out = {f"decision_{key}": decision[key] for key in keys}
     out["decision_within_5ms_accuracy"] = decision["within_5ms_accuracy"]
+    for key in ("tie_set_accuracy", "decisive_share", "decisive_top1_accuracy"):
+        out[f"decision_{key}"] = decision[key]
     out["decision_delay_ms_median"] = decision["delay_ms"]["median"]
     out["decision_num_subjects"] = decision["num_subjects"]
     return out
@@ -383,6 +401,8 @@ COHORT_COLUMNS = (
     "adjacent",
     "within_5ms",
     "delay_ms",
+    "near_ties",
+    "tie_set_hit",
 )
 
 
@@ -411,4 +431,6 @@ def cohort_row(result: SubjectResult) -> dict:
         "adjacent": q.get("adjacent"),
         "within_5ms": q.get("within_5ms"),
         "delay_ms": None if q.get("delay_ms") is None else round(q["delay_ms"], 2),
+        "near_ties": " ".join(str(t.segment) for t in d.near_ties),
+        "tie_set_hit": q.get("tie_set_hit"),
     }

@@ -8,7 +8,9 @@ by the share of sectors called LMA. Every other segment is listed as
 excluded with its reasons: not imaged, scar, not late, low confidence. A
 low-confidence segment is therefore never ranked, let alone first. No
 candidate means no target, which is the right answer for a subject without
-late activation. See docs/decision.md.
+late activation. Targets whose median TOS is within `NEAR_TIE_MS` of the
+first's are its near-ties: the measurement cannot order them reliably, so
+they are named with it. See docs/decision.md.
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ from collections.abc import Sequence
 
 from lma_tf import constants, rules
 from lma_tf.decision.segments import SegmentSummary
+
+# Targets this close to the first (median combined TOS) are near-ties: under
+# a third of a 17 ms frame, about the per-slice error on late segments.
+NEAR_TIE_MS = 5.0
 
 
 @dataclasses.dataclass
@@ -63,13 +69,29 @@ class Decision:
         """The target segments, best first."""
         return [t.segment for t in self.targets]
 
+    @property
+    def near_ties(self) -> list[Target]:
+        """Targets after the first within `NEAR_TIE_MS` of its median TOS."""
+        if not self.targets:
+            return []
+        first = self.targets[0].tos_median_ms
+        return [t for t in self.targets[1:] if first - t.tos_median_ms < NEAR_TIE_MS]
+
     def summary(self) -> str:
-        """One line: the recommended segment, or why there is none."""
+        """One line: the recommended segment (and its near-ties), or why none."""
         if self.recommended is not None:
             t = self.recommended
-            return (
+            text = (
                 f"segment {t.segment} ({t.name}), median TOS {t.tos_median_ms:.0f} ms"
             )
+            ties = self.near_ties
+            if ties:
+                names = ", ".join(f"{x.segment} ({x.name})" for x in ties)
+                text += (
+                    f"; near-tie within {NEAR_TIE_MS:g} ms: segment"
+                    f"{'s' if len(ties) > 1 else ''} {names}"
+                )
+            return text
         if not self.num_late:
             return "no target: no late-activating segment"
         return "no target: every late segment is scar or low-confidence"
@@ -82,6 +104,7 @@ class Decision:
 
         return {
             "recommended": self.recommended.segment if self.recommended else None,
+            "near_ties": [t.segment for t in self.near_ties],
             "summary": self.summary(),
             "num_late_segments": self.num_late,
             "targets": [rounded(dataclasses.asdict(t)) for t in self.targets],

@@ -45,6 +45,7 @@ SUMMARY_KEYS = (
     "decision_top1_accuracy",
     "decision_top2_accuracy",
     "decision_within_5ms_accuracy",
+    "decision_tie_set_accuracy",
     "lma_ece",
     "lma_ece_calibrated",
 )

@@ -24,6 +24,7 @@ from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 
 from lma_tf import constants, textsafe
 from lma_tf.decision import orientation as orientation_lib
+from lma_tf.decision import targets
 from lma_tf.decision.orientation import Orientation
 from lma_tf.decision.report import BANNER, SubjectResult
 from lma_tf.viz import activation_map, bullseye, figures, strain
@@ -220,8 +221,13 @@ def _cut(text: str, width: int) -> str:
 def _decision_text(result: SubjectResult) -> tuple[str, str]:
     d = result.decision
     left = [f"Recommendation: {d.summary()}", "", "Ranked pacing targets (best first):"]
+    ties = {t.segment for t in d.near_ties}
     for t in d.targets[:_MAX_TARGET_LINES]:
-        left.append(f" {t.rank}. segment {t.segment:>2} {t.name}")
+        tie = f" (near-tie with 1: within {targets.NEAR_TIE_MS:g} ms)"
+        left.append(
+            f" {t.rank}. segment {t.segment:>2} {t.name}"
+            + (tie if t.segment in ties else "")
+        )
         left += textwrap.wrap(
             t.reason, 104, initial_indent="    ", subsequent_indent="    ", max_lines=2
         )

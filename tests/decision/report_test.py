@@ -55,8 +55,17 @@ def test_decision_metrics():
     assert m["adjacent_accuracy"] == pytest.approx(4 / 5)
     assert m["within_5ms_accuracy"] == pytest.approx(2 / 5)  # A and C
     assert m["with_target"] == pytest.approx(
-        {"top1": 1 / 3, "top2": 2 / 3, "adjacent": 1.0, "within_5ms": 1 / 3}
+        {
+            "top1": 1 / 3,
+            "top2": 2 / 3,
+            "adjacent": 1.0,
+            "within_5ms": 1 / 3,
+            "tie_set_hit": 1 / 3,
+        }
     )
+    # No first target here has a near-tie: the set is the first target alone.
+    assert m["tie_set_accuracy"] == pytest.approx(2 / 5)
+    assert m["decisive_share"] == 1.0 and m["decisive_top1_accuracy"] == 0.4
     # A: 0 ms; B and E name a segment at 17 ms in truth, 83 ms before 5.
     assert m["delay_ms"] == pytest.approx(
         {"median": 83.0, "p90": 83.0, "num_subjects": 3}
@@ -72,6 +81,8 @@ def test_decision_metrics():
         "adjacent": True,
         "within_5ms": False,
         "delay_ms": 83.0,
+        "near_ties": [],
+        "tie_set_hit": False,
     }
     assert per["E"]["predicted_targets"] == [6, 5] and per["E"]["top2"]
     assert per["C"]["true_target"] is None and per["C"]["top1"]
@@ -100,6 +111,28 @@ def test_a_near_tie_is_within_5ms_and_a_scar_first_target_is_not():
     assert q["delay_ms"] is None and not q["within_5ms"]
     row = report.cohort_row(report.analyse(tie)[0])
     assert row["within_5ms"] is False and row["delay_ms"] == 10.0
+
+
+def test_a_first_target_with_near_ties_names_them_and_scores_the_set():
+    # Truly late in 5 (100 ms); predicted 6 at 100 ms first and 5 at 97 ms
+    # second: a near-tie that holds the true target.
+    tie = three_slices("T", late=range(84, 105), true_late=range(63, 84))
+    b = tie[0]
+    b.tos_ms[63:84], b.lma_probability[63:84] = 97.0, 0.95
+    b.combined_tos_ms = rules.combine_tos(b.tos_ms, b.lma_probability)
+    res = report.analyse([*tie, *three_slices("A", late=range(66, 81))])
+    q = res[0].quality()
+    assert q["predicted_targets"] == [6, 5] and q["near_ties"] == [5]
+    assert not q["top1"] and q["tie_set_hit"]
+    assert res[1].quality()["near_ties"] == [] and res[1].quality()["tie_set_hit"]
+    m = report.metrics_from_results(res)
+    assert m["tie_set_accuracy"] == 1.0 and m["top1_accuracy"] == 0.5
+    assert m["decisive_share"] == 0.5 and m["decisive_top1_accuracy"] == 1.0
+    assert m["with_target"]["tie_set_hit"] == 1.0
+    row = report.cohort_row(res[0])
+    assert row["near_ties"] == "5" and row["tie_set_hit"] is True
+    assert "near-tie within 5 ms: segment 5" in row["summary"]
+    assert set(row) == set(report.COHORT_COLUMNS)
 
 
 def test_decision_metrics_follow_the_orientation():

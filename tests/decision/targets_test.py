@@ -89,3 +89,22 @@ def test_decision_to_dict():
     assert d["recommended"] == 5 and d["num_late_segments"] == 1
     assert d["targets"][0]["segment"] == 5 and len(d["excluded"]) == 15
     assert report.json_ready({"a": float("nan"), "b": [1.0]}) == {"a": None, "b": [1.0]}
+
+
+def test_targets_within_5ms_of_the_first_are_its_near_ties():
+    slices = _subject(
+        basal=[(range(63, 84), 120.0, 0.9), (range(84, 105), 116.0, 0.95)],
+        mid=[(range(63, 84), 115.0, 0.99)],
+    )
+    _, d = _decision(slices)
+    # 6 is 4 ms after 5 (a near-tie); 11 is exactly 5 ms after (not one).
+    assert d.segments == [5, 6, 11]
+    assert [t.segment for t in d.near_ties] == [6]
+    assert d.summary() == (
+        "segment 5 (basal inferolateral), median TOS 120 ms; near-tie within "
+        "5 ms: segment 6 (basal anterolateral)"
+    )
+    assert d.to_dict()["near_ties"] == [6]
+    alone = _decision(_subject(basal=[(range(63, 84), 120.0, 0.9)]))[1]
+    assert alone.near_ties == [] and alone.to_dict()["near_ties"] == []
+    assert _decision(_subject())[1].near_ties == []
