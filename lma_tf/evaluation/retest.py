@@ -5,7 +5,8 @@ measurement of its heart. `retest` measures every held-out subject again,
 `draws` times: the generator redraws only the measurement noise
 (`synthetic.remeasure_rng`; TOS, scar, labels and contraction are unchanged).
 Each measurement is predicted by the fold's own model, as cross-validation
-did, and the decision is scored on it. Draw 0 is the original measurement.
+did, and the decision is scored on it. Draw 0 is the original measurement. The
+decision on the mean prediction over all measurements is scored too.
 
 It tells how much of a top-1 figure is the luck of one noise draw, and how
 often the model's first target would change on a repeat scan. Only the
@@ -141,41 +142,67 @@ def check_same_cohort(
             )
 
 
-def decisions(
-    config,
-    predictor: Callable,
-    slices: Sequence[DenseSlice],
-    work_dir: str,
-) -> dict[str, dict]:
-    """subject -> `report.SubjectResult.quality()` of `predictor` on `slices`.
+def predict(config, predictor: Callable, slices: Sequence[DenseSlice], work_dir: str):
+    """(batch, predictions) of `predictor` on `slices`, as cross-validation's.
 
-    The slices go through records and the evaluation pipeline (written to
-    `work_dir`, all as the test split), as cross-validation's did.
+    The slices go through records (written to `work_dir`, all as the test
+    split) and the evaluation pipeline, in its fixed order.
     """
     import ml_collections
 
     from lma_tf import inference
     from lma_tf.data import records
-    from lma_tf.decision import report
 
     options = records.RecordsOptions(work_dir, split=(0.0, 0.0, 1.0), progress=False)
     records.write_records(list(slices), [], options)
     cfg = ml_collections.ConfigDict(config.to_dict())
     cfg.data.records_dir = work_dir
     cfg.data.cache = False
-    batch, pred = inference.predict_split(cfg, predictor, "test", progress=False)
+    return inference.predict_split(cfg, predictor, "test", progress=False)
+
+
+def decisions(batch, tos_ms: np.ndarray, probability: np.ndarray) -> dict[str, dict]:
+    """subject -> `report.SubjectResult.quality()` of one prediction of `batch`."""
+    from lma_tf.decision import report
+
     predicted = report.predicted_slices(
         list(batch.subject_id),
         list(batch.slice_id),
         batch.slice_location,
-        pred.tos_ms,
-        pred.lma_probability,
+        tos_ms,
+        probability,
         batch.true_tos,
         batch.scar,
         batch.has_tos,
         batch.has_scar,
     )
     return {r.subject_id: r.quality() for r in report.analyse(predicted)}
+
+
+def _fold_measurements(
+    fold: HeldOutFold, seed: int, scar_model: str, draws: int, tmp: str, bar
+) -> tuple[list[dict[str, dict]], dict[str, dict]]:
+    """The fold's decisions per measurement, and on their mean prediction."""
+    from lma_tf import inference
+    from lma_tf.training import run_dir
+
+    config = run_dir.load_config(fold.model_dir)
+    predictor = inference.load_predictor(config, fold.model_dir)
+    per_draw, tos, prob, first = [], [], [], None
+    for d in range(draws + 1):
+        slices = remeasured(fold.subject_ids, seed, scar_model, d)
+        if d == 0:
+            check_same_cohort(fold, slices, seed, scar_model)
+        work = os.path.join(tmp, f"fold{fold.index}_draw{d}")
+        batch, pred = predict(config, predictor, slices, work)
+        first = batch if first is None else first
+        # The pipeline's order is fixed: every draw has the same rows.
+        assert list(batch.slice_id) == list(first.slice_id)
+        tos.append(pred.tos_ms)
+        prob.append(pred.lma_probability)
+        per_draw.append(decisions(batch, pred.tos_ms, pred.lma_probability))
+        bar.update(1)
+    return per_draw, decisions(first, np.mean(tos, axis=0), np.mean(prob, axis=0))
 
 
 def summarize(
@@ -228,6 +255,20 @@ def summarize(
     }
 
 
+def summarize_averaged(qualities: dict[str, dict]) -> dict:
+    """Accuracies of the decision on the mean prediction over all measurements.
+
+    What the model would decide if the noise of single scans averaged out:
+    when this is much better than one measurement, the noise, not the
+    model, limits the decision.
+    """
+    q = list(qualities.values())
+    return {
+        key: float(np.mean([x[key] for x in q])) if q else None
+        for key in ("top1", "top2", "within_5ms")
+    }
+
+
 def _csv(firsts: dict, truth: dict, fold_of: dict) -> str:
     draws = len(next(iter(firsts.values())))
     cols = ["subject_id", "fold", "true_target"] + [f"draw{d}" for d in range(draws)]
@@ -264,40 +305,34 @@ def retest(
         )
     import tqdm
 
-    from lma_tf import inference
-    from lma_tf.training import run_dir
-
     folds = held_out_folds(exp_dir)
     firsts: dict[str, list] = {}
     hits: dict[str, list] = {}
     truth: dict[str, int | None] = {}
     fold_of: dict[str, int] = {}
+    averaged: dict[str, dict] = {}
     bar = tqdm.tqdm(
         total=len(folds) * (draws + 1), desc="retest", unit="draw", disable=not progress
     )
     with bar, tempfile.TemporaryDirectory(prefix="lma_tf_retest_") as tmp:
         for fold in folds:
-            config = run_dir.load_config(fold.model_dir)
-            predictor = inference.load_predictor(config, fold.model_dir)
-            for d in range(draws + 1):
-                slices = remeasured(fold.subject_ids, seed, scar_model, d)
-                if d == 0:
-                    check_same_cohort(fold, slices, seed, scar_model)
-                work = os.path.join(tmp, f"fold{fold.index}_draw{d}")
-                for sid, q in decisions(config, predictor, slices, work).items():
-                    first = (
-                        q["predicted_targets"][0] if q["predicted_targets"] else None
-                    )
-                    firsts.setdefault(sid, []).append(first)
+            per_draw, mean_q = _fold_measurements(
+                fold, seed, scar_model, draws, tmp, bar
+            )
+            averaged.update(mean_q)
+            for qualities in per_draw:
+                for sid, q in qualities.items():
+                    pred = q["predicted_targets"]
+                    firsts.setdefault(sid, []).append(pred[0] if pred else None)
                     hits.setdefault(sid, []).append(q)
                     truth[sid] = q["true_target"]
                     fold_of[sid] = fold.index
-                bar.update(1)
     doc = {
         "experiment_dir": os.path.abspath(exp_dir),
         "cohort": {"seed": seed, "scar_model": scar_model},
         "folds": [f.index for f in folds],
         **summarize(firsts, hits),
+        "averaged": summarize_averaged(averaged),
     }
     os.makedirs(output_dir, exist_ok=True)
     paths = [

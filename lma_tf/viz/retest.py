@@ -1,7 +1,9 @@
 """The test-retest figure: the decision on repeat measurements of the same hearts.
 
 Left: top-1 and top-2 pacing-target accuracy of each measurement (draw 0 is
-the original one, the one cross-validation scored). Right: per subject, in
+the original one, the one cross-validation scored), their mean top-1
+(dotted) and the top-1 of the decision on the mean prediction over all
+measurements (dashed). Right: per subject, in
 how many repeat measurements the first target is the one of draw 0, with
 the top-1 accuracy of the subjects whose target never moves and of the
 others. Numbers from `lma_tf.evaluation.retest`. See docs/decision.md.
@@ -26,6 +28,15 @@ def retest_figure(doc: Mapping, firsts: Mapping[str, Sequence]) -> Figure:
         left.plot(draws, values, marker="o", color=colour, label=key)
         left.scatter([0], [values[0]], s=120, facecolors="none", edgecolors=colour)
     left.axhline(doc["top1"]["mean"], color="tab:blue", linestyle=":", linewidth=1)
+    averaged = doc.get("averaged", {}).get("top1")
+    if averaged is not None:
+        left.axhline(
+            averaged,
+            color="tab:purple",
+            linestyle="--",
+            linewidth=1,
+            label="top1 of the mean prediction",
+        )
     left.set_xticks(draws)
     left.set_xlabel("measurement (0 = original)")
     left.set_ylabel("share of subjects")

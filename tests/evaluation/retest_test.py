@@ -69,6 +69,9 @@ def test_summary_figures_by_hand():
     assert s["num_stable"] == 2 and s["stable_share"] == pytest.approx(2 / 3)
     assert s["top1_draw0_stable"] == pytest.approx(0.5)
     assert s["top1_draw0_unstable"] == pytest.approx(1.0)
+    averaged = retest.summarize_averaged({"a": _q(True), "b": _q(False, True)})
+    assert averaged == {"top1": 0.5, "top2": 1.0, "within_5ms": 0.5}
+    assert retest.summarize_averaged({})["top1"] is None
 
 
 def test_retest_reproduces_the_fold_and_measures_again(tmp_path):
@@ -93,6 +96,8 @@ def test_retest_reproduces_the_fold_and_measures_again(tmp_path):
         metrics["decision_top1_accuracy"]
     )
     assert doc["num_subjects"] == metrics["decision_num_subjects"]
+    assert set(doc["averaged"]) == {"top1", "top2", "within_5ms"}
+    assert 0.0 <= doc["averaged"]["top1"] <= doc["averaged"]["top2"] <= 1.0
     saved = json.loads((tmp_path / "rt" / retest.RETEST_JSON).read_text())
     assert saved["per_draw"] == doc["per_draw"]
     with open(tmp_path / "rt" / retest.RETEST_CSV, newline="") as f:
