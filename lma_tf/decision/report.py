@@ -18,8 +18,8 @@ segment by true TOS and scar, or none, and the decision is scored:
     less than a third of a 17 ms frame: a near-tie that DENSE cannot
     separate;
   - tie-set hit: the true target is the first target or one of its
-    near-ties (`targets.NEAR_TIE_MS`, predicted); a subject whose first
-    target has no near-tie is decisive.
+    near-ties (`targets.NEAR_TIE_MS`, predicted); a subject given a first
+    target without a near-tie is decisive.
 
 `decision_metrics(slices)` gives these over a cohort for evaluation;
 `sector_calibration` the ECE of P(LMA) and the 90 % TOS interval coverage.
@@ -73,7 +73,9 @@ class SubjectResult:
         return targets.true_target(self.segments) if self.labelled else None
 
     def quality(self) -> dict | None:
-        """Top-1 / top-2 / adjacent hits against the true target; None unlabelled."""
+        """The hits of the decision against the true target (module doc): top-1,
+        top-2, adjacent, within 5 ms with the delay, and the tie set (with the
+        near-ties); None unlabelled."""
         if not self.labelled:
             return None
         true, pred = self.true_target, self.decision.segments
@@ -220,6 +222,7 @@ def metrics_from_results(results: Sequence[SubjectResult]) -> dict:
     with_t = [q for _, q in scored if q["true_target"] is not None]
     without = [q for _, q in scored if q["true_target"] is None]
     qs = [q for _, q in scored]
+    given = [q for q in qs if q["predicted_targets"]]  # a target was recommended
     return {
         "num_subjects": len(qs),
         "num_unlabelled_subjects": len(results) - len(qs),
@@ -231,8 +234,10 @@ def metrics_from_results(results: Sequence[SubjectResult]) -> dict:
         "within_5ms_accuracy": _share([q["within_5ms"] for q in qs]),
         "delay_ms": _delays([q["delay_ms"] for q in with_t]),
         "tie_set_accuracy": _share([q["tie_set_hit"] for q in qs]),
-        "decisive_share": _share([not q["near_ties"] for q in qs]),
-        "decisive_top1_accuracy": _share([q["top1"] for q in qs if not q["near_ties"]]),
+        "decisive_share": _share([not q["near_ties"] for q in given]),
+        "decisive_top1_accuracy": _share(
+            [q["top1"] for q in given if not q["near_ties"]]
+        ),
         "with_target": {
             k: _share([q[k] for q in with_t])
             for k in ("top1", "top2", "adjacent", "within_5ms", "tie_set_hit")
@@ -256,9 +261,10 @@ def decision_metrics(
     num_unlabelled_subjects, num_with_target, num_without_target,
     top1_accuracy, top2_accuracy, adjacent_accuracy, within_5ms_accuracy,
     tie_set_accuracy (all labelled subjects), delay_ms {median, p90},
-    decisive_share and decisive_top1_accuracy (subjects whose first target
-    has no near-tie), with_target {top1, top2, adjacent, within_5ms,
-    tie_set_hit} (subjects with a true target),
+    decisive_share and decisive_top1_accuracy (of the subjects given a
+    target: the share without a near-tie, and their top-1), with_target
+    {top1, top2, adjacent, within_5ms, tie_set_hit} (subjects with a true
+    target),
     no_target_agreement (subjects without one: share recommended none),
     per_subject (one dict per labelled subject).
     """

@@ -8,8 +8,8 @@ by the share of sectors called LMA. Every other segment is listed as
 excluded with its reasons: not imaged, scar, not late, low confidence. A
 low-confidence segment is therefore never ranked, let alone first. No
 candidate means no target, which is the right answer for a subject without
-late activation. Targets whose median TOS is within `NEAR_TIE_MS` of the
-first's are its near-ties: the measurement cannot order them reliably, so
+late activation. Targets whose median TOS is at most `NEAR_TIE_MS` before
+the first's are its near-ties: the measurement cannot order them reliably, so
 they are named with it. See docs/decision.md.
 """
 
@@ -71,11 +71,11 @@ class Decision:
 
     @property
     def near_ties(self) -> list[Target]:
-        """Targets after the first within `NEAR_TIE_MS` of its median TOS."""
+        """Targets after the first at most `NEAR_TIE_MS` earlier (median TOS)."""
         if not self.targets:
             return []
         first = self.targets[0].tos_median_ms
-        return [t for t in self.targets[1:] if first - t.tos_median_ms < NEAR_TIE_MS]
+        return [t for t in self.targets[1:] if first - t.tos_median_ms <= NEAR_TIE_MS]
 
     def summary(self) -> str:
         """One line: the recommended segment (and its near-ties), or why none."""

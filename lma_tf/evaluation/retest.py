@@ -15,7 +15,8 @@ are checked against the labels the cross-validation saved. See
 docs/decision.md ("How stable is the decision?").
 
   O/retest.json          per-draw accuracies, agreement, stable vs unstable
-  O/retest_subjects.csv  per subject: fold, true target, first target per draw
+  O/retest_subjects.csv  per subject: fold, true target, first target per
+                         draw, stable, the original's near-ties
   O/retest.png           the figure of both
 """
 
@@ -28,13 +29,18 @@ import os
 import re
 import tempfile
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
+import ml_collections
 import numpy as np
 
 from lma_tf import atomic
 from lma_tf.data import synthetic
 from lma_tf.data.slices import DenseSlice
-from lma_tf.errors import UsageError
+from lma_tf.errors import LmaError, UsageError
+
+if TYPE_CHECKING:
+    from lma_tf import inference
 
 RETEST_JSON = "retest.json"
 RETEST_CSV = "retest_subjects.csv"
@@ -51,6 +57,7 @@ class HeldOutFold:
     subject_ids: list[str]
     slice_ids: list[str]
     true_tos: np.ndarray  # (slices, 126) as saved, NaN where unlabelled
+    tos_ms: np.ndarray  # (slices, 126) the fold's saved predictions
 
 
 def held_out_folds(exp_dir: str) -> list[HeldOutFold]:
@@ -67,7 +74,7 @@ def held_out_folds(exp_dir: str) -> list[HeldOutFold]:
     for name in names:
         m = _FOLD.match(name)
         saved = os.path.join(exp_dir, name, crossval.PREDICTIONS_NPZ)
-        if not m or not os.path.isfile(saved):
+        if not m or not crossval.fold_done(exp_dir, int(m.group(1))):
             continue
         model_dir = os.path.join(exp_dir, name, "model")
         if not os.path.isdir(model_dir):
@@ -85,11 +92,12 @@ def held_out_folds(exp_dir: str) -> list[HeldOutFold]:
                     list(dict.fromkeys(z["subject_id"].tolist())),
                     z["slice_id"].tolist(),
                     true,
+                    z["tos"],
                 )
             )
     if not folds:
         raise UsageError(
-            f"{exp_dir}: no finished fold (fold<i>/{crossval.PREDICTIONS_NPZ}); "
+            f"{exp_dir}: no finished fold (fold<i>/{crossval.RESULT_JSON}); "
             "run `lma-tf crossval` first"
         )
     return sorted(folds, key=lambda f: f.index)
@@ -123,7 +131,10 @@ def remeasured(
 def check_same_cohort(
     fold: HeldOutFold, slices: Sequence[DenseSlice], seed: int, scar_model: str
 ) -> None:
-    """Refuses a seed or scar model other than the cross-validated cohort's.
+    """Refuses a seed other than the cross-validated cohort's (labels differ).
+
+    The scar model changes the strain of scarred subjects, not their labels:
+    `check_same_predictions` catches it after the original is predicted.
 
     Raises:
       UsageError: a held-out slice is missing or its labels differ, named.
@@ -142,14 +153,45 @@ def check_same_cohort(
             )
 
 
-def predict(config, predictor: Callable, slices: Sequence[DenseSlice], work_dir: str):
+def check_same_predictions(
+    fold: HeldOutFold,
+    slice_ids: Sequence[str],
+    tos_ms: np.ndarray,
+    scar_model: str,
+    tol_ms: float = 0.5,
+) -> None:
+    """Refuses an original measurement whose predictions are not the saved ones.
+
+    The same model on the same strain predicts the same TOS (to float
+    rounding); a larger difference means other strain, such as another scar
+    model's.
+
+    Raises:
+      UsageError: a held-out slice predicted differently, named.
+    """
+    row = {sid: i for i, sid in enumerate(slice_ids)}
+    for i, sid in enumerate(fold.slice_ids):
+        diff = np.nanmax(np.abs(tos_ms[row[sid]] - fold.tos_ms[i]))
+        if diff > tol_ms:
+            raise UsageError(
+                f"slice {sid} of fold {fold.index}: regenerated with scar model "
+                f"{scar_model!r} it is predicted {diff:.1f} ms away from the "
+                "cross-validation's prediction, so its strain is not the one "
+                "cross-validated; give the cohort's --scar_model"
+            )
+
+
+def predict(
+    config: ml_collections.ConfigDict,
+    predictor: Callable,
+    slices: Sequence[DenseSlice],
+    work_dir: str,
+) -> tuple[inference.SliceBatch, inference.Predictions]:
     """(batch, predictions) of `predictor` on `slices`, as cross-validation's.
 
     The slices go through records (written to `work_dir`, all as the test
     split) and the evaluation pipeline, in its fixed order.
     """
-    import ml_collections
-
     from lma_tf import inference
     from lma_tf.data import records
 
@@ -158,10 +200,13 @@ def predict(config, predictor: Callable, slices: Sequence[DenseSlice], work_dir:
     cfg = ml_collections.ConfigDict(config.to_dict())
     cfg.data.records_dir = work_dir
     cfg.data.cache = False
+    cfg.data.deterministic = True
     return inference.predict_split(cfg, predictor, "test", progress=False)
 
 
-def decisions(batch, tos_ms: np.ndarray, probability: np.ndarray) -> dict[str, dict]:
+def decisions(
+    batch: inference.SliceBatch, tos_ms: np.ndarray, probability: np.ndarray
+) -> dict[str, dict]:
     """subject -> `report.SubjectResult.quality()` of one prediction of `batch`."""
     from lma_tf.decision import report
 
@@ -182,22 +227,39 @@ def decisions(batch, tos_ms: np.ndarray, probability: np.ndarray) -> dict[str, d
 def _fold_measurements(
     fold: HeldOutFold, seed: int, scar_model: str, draws: int, tmp: str, bar
 ) -> tuple[list[dict[str, dict]], dict[str, dict]]:
-    """The fold's decisions per measurement, and on their mean prediction."""
+    """The fold's decisions per measurement, and on their mean prediction.
+
+    Raises:
+      UsageError: the model has no TOS output, or another cohort (named).
+    """
     from lma_tf import inference
+    from lma_tf.models import registry
     from lma_tf.training import run_dir
 
     config = run_dir.load_config(fold.model_dir)
+    if not registry.get(config.model.kind).has_tos:
+        raise UsageError(
+            f"{fold.model_dir}: a {config.model.kind} model has no TOS output, "
+            "and the pacing decision ranks segments by TOS"
+        )
     predictor = inference.load_predictor(config, fold.model_dir)
+    held_out = set(fold.slice_ids)
     per_draw, tos, prob, first = [], [], [], None
     for d in range(draws + 1):
         slices = remeasured(fold.subject_ids, seed, scar_model, d)
+        slices = [s for s in slices if s.slice_id in held_out]
         if d == 0:
             check_same_cohort(fold, slices, seed, scar_model)
         work = os.path.join(tmp, f"fold{fold.index}_draw{d}")
         batch, pred = predict(config, predictor, slices, work)
-        first = batch if first is None else first
-        # The pipeline's order is fixed: every draw has the same rows.
-        assert list(batch.slice_id) == list(first.slice_id)
+        if first is None:
+            first = batch
+            check_same_predictions(fold, batch.slice_id, pred.tos_ms, scar_model)
+        if list(batch.slice_id) != list(first.slice_id):
+            raise LmaError(
+                f"fold {fold.index}: measurement {d} came back in another slice "
+                "order than the original"
+            )
         tos.append(pred.tos_ms)
         prob.append(pred.lma_probability)
         per_draw.append(decisions(batch, pred.tos_ms, pred.lma_probability))
@@ -237,6 +299,7 @@ def summarize(
     first_hit = {s: hits[s][0]["top1"] for s in subjects}
     stable_ids = [s for s in subjects if stable[s]]
     unstable_ids = [s for s in subjects if not stable[s]]
+    tied = {s: bool(hits[s][0].get("near_ties")) for s in subjects}
     return {
         "num_subjects": len(subjects),
         "num_draws": draws,
@@ -252,6 +315,10 @@ def summarize(
         "top1_draw0_stable": share([first_hit[s] for s in stable_ids]),
         "top1_draw0_unstable": share([first_hit[s] for s in unstable_ids]),
         "num_stable": len(stable_ids),
+        "stable_share_without_near_tie": share(
+            [stable[s] for s in subjects if not tied[s]]
+        ),
+        "stable_share_with_near_tie": share([stable[s] for s in subjects if tied[s]]),
     }
 
 
@@ -269,15 +336,17 @@ def summarize_averaged(qualities: dict[str, dict]) -> dict:
     }
 
 
-def _csv(firsts: dict, truth: dict, fold_of: dict) -> str:
+def _csv(firsts: dict, hits: dict, truth: dict, fold_of: dict) -> str:
     draws = len(next(iter(firsts.values())))
     cols = ["subject_id", "fold", "true_target"] + [f"draw{d}" for d in range(draws)]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(cols + ["stable"])
+    w.writerow(cols + ["stable", "near_ties_draw0"])
     for s in sorted(firsts):
         row = [s, fold_of[s], truth[s]] + list(firsts[s])
-        w.writerow(["" if v is None else v for v in row] + [len(set(firsts[s])) == 1])
+        ties = " ".join(str(t) for t in hits[s][0].get("near_ties") or [])
+        stable = len(set(firsts[s])) == 1
+        w.writerow(["" if v is None else v for v in row] + [stable, ties])
     return buf.getvalue()
 
 
@@ -338,7 +407,7 @@ def retest(
     paths = [
         atomic.write_json(os.path.join(output_dir, RETEST_JSON), doc),
         atomic.write_text(
-            os.path.join(output_dir, RETEST_CSV), _csv(firsts, truth, fold_of)
+            os.path.join(output_dir, RETEST_CSV), _csv(firsts, hits, truth, fold_of)
         ),
     ]
     from lma_tf.viz import retest as retest_fig

@@ -46,6 +46,8 @@ SUMMARY_KEYS = (
     "decision_top2_accuracy",
     "decision_within_5ms_accuracy",
     "decision_tie_set_accuracy",
+    "decision_decisive_share",
+    "decision_decisive_top1_accuracy",
     "lma_ece",
     "lma_ece_calibrated",
 )

@@ -220,10 +220,11 @@ def _cut(text: str, width: int) -> str:
 
 def _decision_text(result: SubjectResult) -> tuple[str, str]:
     d = result.decision
-    left = [f"Recommendation: {d.summary()}", "", "Ranked pacing targets (best first):"]
+    left = textwrap.wrap(f"Recommendation: {d.summary()}", 104, subsequent_indent="  ")
+    left += ["", "Ranked pacing targets (best first):"]
     ties = {t.segment for t in d.near_ties}
     for t in d.targets[:_MAX_TARGET_LINES]:
-        tie = f" (near-tie with 1: within {targets.NEAR_TIE_MS:g} ms)"
+        tie = f" (near-tie of 1: at most {targets.NEAR_TIE_MS:g} ms earlier)"
         left.append(
             f" {t.rank}. segment {t.segment:>2} {t.name}"
             + (tie if t.segment in ties else "")

@@ -20,7 +20,9 @@ from lma_tf.viz import figures
 
 
 def retest_figure(doc: Mapping, firsts: Mapping[str, Sequence]) -> Figure:
-    """The two panels, not saved. `doc`: `retest.summarize`'s figures."""
+    """The two panels, not saved. `doc`: retest.json's document (per-draw and
+    summary figures, and `averaged` when present); `firsts`: subject -> first
+    target per measurement."""
     fig, (left, right) = figures.grid(2, max_cols=2)
     draws = [p["draw"] for p in doc["per_draw"]]
     for key, colour in (("top1", "tab:blue"), ("top2", "tab:orange")):

@@ -64,8 +64,9 @@ def test_decision_metrics():
         }
     )
     # No first target here has a near-tie: the set is the first target alone.
+    # Decisive counts the 4 subjects given a target (A, B, D, E; not C).
     assert m["tie_set_accuracy"] == pytest.approx(2 / 5)
-    assert m["decisive_share"] == 1.0 and m["decisive_top1_accuracy"] == 0.4
+    assert m["decisive_share"] == 1.0 and m["decisive_top1_accuracy"] == 0.25
     # A: 0 ms; B and E name a segment at 17 ms in truth, 83 ms before 5.
     assert m["delay_ms"] == pytest.approx(
         {"median": 83.0, "p90": 83.0, "num_subjects": 3}

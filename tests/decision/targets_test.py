@@ -93,11 +93,11 @@ def test_decision_to_dict():
 
 def test_targets_within_5ms_of_the_first_are_its_near_ties():
     slices = _subject(
-        basal=[(range(63, 84), 120.0, 0.9), (range(84, 105), 116.0, 0.95)],
-        mid=[(range(63, 84), 115.0, 0.99)],
+        basal=[(range(63, 84), 120.0, 0.9), (range(84, 105), 115.0, 0.95)],
+        mid=[(range(63, 84), 114.9, 0.99)],
     )
     _, d = _decision(slices)
-    # 6 is 4 ms after 5 (a near-tie); 11 is exactly 5 ms after (not one).
+    # 6 is exactly 5 ms before 5 (a near-tie); 11 is 5.1 ms before (not one).
     assert d.segments == [5, 6, 11]
     assert [t.segment for t in d.near_ties] == [6]
     assert d.summary() == (

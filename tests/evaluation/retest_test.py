@@ -45,8 +45,8 @@ def test_subject_ids_and_draws_are_checked():
         retest.remeasured(["P001"], 0, "passive", 1)
 
 
-def _q(top1: bool, top2: bool = True) -> dict:
-    return {"top1": top1, "top2": top2, "within_5ms": top1}
+def _q(top1: bool, top2: bool = True, ties=()) -> dict:
+    return {"top1": top1, "top2": top2, "within_5ms": top1, "near_ties": list(ties)}
 
 
 def test_summary_figures_by_hand():
@@ -55,7 +55,7 @@ def test_summary_figures_by_hand():
     firsts = {"a": [5, 5, 5], "b": [5, 11, 5], "c": [None, None, None]}
     hits = {
         "a": [_q(True)] * 3,
-        "b": [_q(True), _q(False), _q(True)],
+        "b": [_q(True, ties=[11]), _q(False), _q(True)],
         "c": [_q(False, False)] * 3,
     }
     s = retest.summarize(firsts, hits)
@@ -69,6 +69,9 @@ def test_summary_figures_by_hand():
     assert s["num_stable"] == 2 and s["stable_share"] == pytest.approx(2 / 3)
     assert s["top1_draw0_stable"] == pytest.approx(0.5)
     assert s["top1_draw0_unstable"] == pytest.approx(1.0)
+    # b had a near-tie at draw 0 and moved; a and c had none and held.
+    assert s["stable_share_with_near_tie"] == 0.0
+    assert s["stable_share_without_near_tie"] == 1.0
     averaged = retest.summarize_averaged({"a": _q(True), "b": _q(False, True)})
     assert averaged == {"top1": 0.5, "top2": 1.0, "within_5ms": 0.5}
     assert retest.summarize_averaged({})["top1"] is None
@@ -104,8 +107,18 @@ def test_retest_reproduces_the_fold_and_measures_again(tmp_path):
         rows = list(csv.DictReader(f))
     assert len(rows) == doc["num_subjects"]
     assert set(rows[0]) >= {"subject_id", "fold", "true_target", "draw2", "stable"}
+    assert "near_ties_draw0" in rows[0]
     assert sum(r["stable"] == "True" for r in rows) == doc["num_stable"]
     assert (tmp_path / "rt" / retest.RETEST_PNG).stat().st_size > 10_000
 
     with pytest.raises(UsageError, match="no finished fold"):
         retest.held_out_folds(str(tmp_path))
+
+    # The original measurement predicted otherwise than the saved fold (as
+    # another scar model's strain would be) is refused, naming the slice.
+    (fold,) = retest.held_out_folds(exp_dir)
+    tos = fold.tos_ms.copy()
+    retest.check_same_predictions(fold, fold.slice_ids, tos + 0.1, "passive")
+    tos[1, 70] += 3.0
+    with pytest.raises(UsageError, match=f"slice {fold.slice_ids[1]} .*3.0 ms"):
+        retest.check_same_predictions(fold, fold.slice_ids, tos, "tethered")
