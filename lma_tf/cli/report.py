@@ -80,12 +80,15 @@ def _print_result(result: dict) -> None:
             f"adjacent {m['adjacent_accuracy']:.3f}, first target within "
             f"{report.NEAR_MS:g} ms of the latest {m['within_5ms_accuracy']:.3f}"
         )
-        decisive = m["decisive_top1_accuracy"]
+
+        def share(key: str) -> str:  # None: no subject was given a target
+            return "n/a" if m[key] is None else f"{m[key]:.3f}"
+
         print(
             f"[report] first target or a near-tie is the true one: "
-            f"{m['tie_set_accuracy']:.3f}; no near-tie for "
-            f"{m['decisive_share']:.3f} of subjects, their top-1 "
-            + ("n/a" if decisive is None else f"{decisive:.3f}")
+            f"{share('tie_set_accuracy')}; of the subjects given a target, "
+            f"{share('decisive_share')} have no near-tie, their top-1 "
+            f"{share('decisive_top1_accuracy')}"
         )
     c = result["calibration"]
     if c:

@@ -385,6 +385,14 @@ def test_report_command(tmp_path):
     assert "top-1 1.000" in proc.stdout and "coverage n/a (one model)" in proc.stdout
     assert "not a medical device" in proc.stderr
     assert (out / "A" / "report.png").read_bytes()[:8] == PNG
+    assert "of the subjects given a target, 1.000 have no near-tie" in proc.stdout
+    # No subject given a target: the shares over such subjects are n/a.
+    none = _write(tmp_path, "untargeted.csv", three_slices("C"))
+    proc = _run(
+        "-m", "lma_tf.cli.report", f"--predictions={none}", f"--output_dir={out}2"
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "given a target, n/a have no near-tie, their top-1 n/a" in proc.stdout
     bad = tmp_path / "bad.csv"
     bad.write_text("subject_id,slice_id\nA,b\n")
     for args, needle in (
