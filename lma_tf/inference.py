@@ -52,6 +52,23 @@ class SliceBatch:
     def __len__(self) -> int:
         return len(self.slice_id)
 
+    def predicted_slices(self, tos_ms: np.ndarray, lma_probability: np.ndarray) -> list:
+        """These rows with a prediction, as the decision report reads them
+        (`lma_tf.decision.report.predicted_slices`, labels included)."""
+        from lma_tf.decision import report
+
+        return report.predicted_slices(
+            self.subject_id,
+            self.slice_id,
+            self.slice_location,
+            tos_ms,
+            lma_probability,
+            self.true_tos,
+            self.scar,
+            self.has_tos,
+            self.has_scar,
+        )
+
     def take(self, index: np.ndarray | Sequence[int]) -> SliceBatch:
         """The rows at `index`, in that order."""
         idx = np.asarray(index, dtype=np.int64)

@@ -280,11 +280,16 @@ def decision_scores(slices: Sequence[PredictedSlice]) -> dict:
     median delay and the subjects counted.
     """
     decision = decision_metrics(slices)
-    keys = ("top1_accuracy", "top2_accuracy", "adjacent_accuracy")
+    keys = (
+        "top1_accuracy",
+        "top2_accuracy",
+        "adjacent_accuracy",
+        "within_5ms_accuracy",
+        "tie_set_accuracy",
+        "decisive_share",
+        "decisive_top1_accuracy",
+    )
     out = {f"decision_{key}": decision[key] for key in keys}
-    out["decision_within_5ms_accuracy"] = decision["within_5ms_accuracy"]
-    for key in ("tie_set_accuracy", "decisive_share", "decisive_top1_accuracy"):
-        out[f"decision_{key}"] = decision[key]
     out["decision_delay_ms_median"] = decision["delay_ms"]["median"]
     out["decision_num_subjects"] = decision["num_subjects"]
     return out

@@ -175,17 +175,7 @@ def _decision_and_calibration(
     if pred.tos_ms is not None:
         out.update(
             decision_report.decision_scores(
-                decision_report.predicted_slices(
-                    batch.subject_id,
-                    batch.slice_id,
-                    batch.slice_location,
-                    pred.tos_ms,
-                    pred.lma_probability,
-                    batch.true_tos,
-                    batch.scar,
-                    batch.has_tos,
-                    batch.has_scar,
-                )
+                batch.predicted_slices(pred.tos_ms, pred.lma_probability)
             )
         )
     return out

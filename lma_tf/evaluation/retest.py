@@ -210,17 +210,7 @@ def decisions(
     """subject -> `report.SubjectResult.quality()` of one prediction of `batch`."""
     from lma_tf.decision import report
 
-    predicted = report.predicted_slices(
-        list(batch.subject_id),
-        list(batch.slice_id),
-        batch.slice_location,
-        tos_ms,
-        probability,
-        batch.true_tos,
-        batch.scar,
-        batch.has_tos,
-        batch.has_scar,
-    )
+    predicted = batch.predicted_slices(tos_ms, probability)
     return {r.subject_id: r.quality() for r in report.analyse(predicted)}
 
 
@@ -267,6 +257,18 @@ def _fold_measurements(
     return per_draw, decisions(first, np.mean(tos, axis=0), np.mean(prob, axis=0))
 
 
+def _share(flags: Sequence[bool]) -> float | None:
+    return float(np.mean(flags)) if len(flags) else None
+
+
+def _accuracies(qualities: Sequence[dict]) -> dict:
+    """Top-1, top-2 and within-5-ms shares of subjects' quality dicts."""
+    return {
+        key: _share([q[key] for q in qualities])
+        for key in ("top1", "top2", "within_5ms")
+    }
+
+
 def summarize(
     firsts: dict[str, list[int | None]],
     hits: dict[str, list[dict]],
@@ -278,21 +280,9 @@ def summarize(
     """
     subjects = sorted(firsts)
     draws = len(firsts[subjects[0]])
-
-    def share(flags) -> float | None:
-        return float(np.mean(flags)) if len(flags) else None
-
-    per_draw = []
-    for d in range(draws):
-        q = [hits[s][d] for s in subjects]
-        per_draw.append(
-            {
-                "draw": d,
-                "top1": share([x["top1"] for x in q]),
-                "top2": share([x["top2"] for x in q]),
-                "within_5ms": share([x["within_5ms"] for x in q]),
-            }
-        )
+    per_draw = [
+        {"draw": d, **_accuracies([hits[s][d] for s in subjects])} for d in range(draws)
+    ]
     top1 = np.array([p["top1"] for p in per_draw])
     same = [firsts[s][d] == firsts[s][0] for s in subjects for d in range(1, draws)]
     stable = {s: len(set(firsts[s])) == 1 for s in subjects}
@@ -310,15 +300,15 @@ def summarize(
             "min": float(top1.min()),
             "max": float(top1.max()),
         },
-        "first_target_same_as_draw0": share(same),
-        "stable_share": share(list(stable.values())),
-        "top1_draw0_stable": share([first_hit[s] for s in stable_ids]),
-        "top1_draw0_unstable": share([first_hit[s] for s in unstable_ids]),
+        "first_target_same_as_draw0": _share(same),
+        "stable_share": _share(list(stable.values())),
+        "top1_draw0_stable": _share([first_hit[s] for s in stable_ids]),
+        "top1_draw0_unstable": _share([first_hit[s] for s in unstable_ids]),
         "num_stable": len(stable_ids),
-        "stable_share_without_near_tie": share(
+        "stable_share_without_near_tie": _share(
             [stable[s] for s in subjects if not tied[s]]
         ),
-        "stable_share_with_near_tie": share([stable[s] for s in subjects if tied[s]]),
+        "stable_share_with_near_tie": _share([stable[s] for s in subjects if tied[s]]),
     }
 
 
@@ -329,11 +319,7 @@ def summarize_averaged(qualities: dict[str, dict]) -> dict:
     when this is much better than one measurement, the noise, not the
     model, limits the decision.
     """
-    q = list(qualities.values())
-    return {
-        key: float(np.mean([x[key] for x in q])) if q else None
-        for key in ("top1", "top2", "within_5ms")
-    }
+    return _accuracies(list(qualities.values()))
 
 
 def _csv(firsts: dict, hits: dict, truth: dict, fold_of: dict) -> str:
