@@ -90,6 +90,12 @@ def _print_result(result: dict) -> None:
             f"{share('decisive_share')} have no near-tie, their top-1 "
             f"{share('decisive_top1_accuracy')}"
         )
+        bands = ", ".join(
+            f"{b['band']}: {b['num_subjects']} at top-1 "
+            + ("n/a" if b["top1_accuracy"] is None else f"{b['top1_accuracy']:.3f}")
+            for b in m["top1_by_true_margin"]
+        )
+        print(f"[report] by the true target's margin over the next choice: {bands}")
     c = result["calibration"]
     if c:
         cov = c["tos_interval_coverage"]

@@ -19,7 +19,11 @@ segment by true TOS and scar, or none, and the decision is scored:
     separate;
   - tie-set hit: the true target is the first target or one of its
     near-ties (`targets.NEAR_TIE_MS`, predicted); a subject given a first
-    target without a near-tie is decisive.
+    target without a near-tie is decisive;
+  - true margin: how much later, in truth, the true target activates than
+    the next choice (`targets.true_margin`); over `NEAR_MS` the truth is
+    clear, and top-1 is also given by band of margin, because a near-tie in
+    truth is ordered by errors of a few ms.
 
 `decision_metrics(slices)` gives these over a cohort for evaluation;
 `sector_calibration` the ECE of P(LMA) and the 90 % TOS interval coverage.
@@ -30,6 +34,7 @@ See docs/decision.md.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -50,6 +55,9 @@ BANNER = "Research use only \u2014 not a medical device"
 # A first target this close to the latest in truth is a near miss (the same
 # 5 ms as the near-ties of a decision, `targets.NEAR_TIE_MS`).
 NEAR_MS = targets.NEAR_TIE_MS
+# Bands of the true margin (`targets.true_margin`) for top-1 by margin: at
+# most 2 ms, 2-5 ms (both near-ties in truth), over 5 ms (clear in truth).
+MARGIN_BANDS_MS = (2.0, NEAR_MS)
 
 
 @dataclasses.dataclass
@@ -74,8 +82,8 @@ class SubjectResult:
 
     def quality(self) -> dict | None:
         """The hits of the decision against the true target (module doc): top-1,
-        top-2, adjacent, within 5 ms with the delay, and the tie set (with the
-        near-ties); None unlabelled."""
+        top-2, adjacent, within 5 ms with the delay, the tie set (with the
+        near-ties), and the true target's margin in truth; None unlabelled."""
         if not self.labelled:
             return None
         true, pred = self.true_target, self.decision.segments
@@ -101,6 +109,7 @@ class SubjectResult:
             "delay_ms": delay,
             "near_ties": ties,
             "tie_set_hit": bool(tie_hit),
+            "true_margin_ms": targets.true_margin(self.segments),
         }
 
     def _delay_ms(self, true: int, first: int) -> float | None:
@@ -215,6 +224,27 @@ def _delays(values: list[float | None]) -> dict:
     return {"median": float(median), "p90": float(p90), "num_subjects": int(d.size)}
 
 
+def _margin_bands(with_target: list[dict]) -> list[dict]:
+    """Top-1 and top-2 of the subjects with a true target, by true margin."""
+    edges = (0.0, *MARGIN_BANDS_MS, math.inf)
+    out = []
+    for low, high in zip(edges[:-1], edges[1:]):
+        qs = [
+            q
+            for q in with_target
+            if (q["true_margin_ms"] > low or low == 0.0) and q["true_margin_ms"] <= high
+        ]
+        out.append(
+            {
+                "band": f"> {low:g} ms" if high == math.inf else f"{low:g}-{high:g} ms",
+                "num_subjects": len(qs),
+                "top1_accuracy": _share([q["top1"] for q in qs]),
+                "top2_accuracy": _share([q["top2"] for q in qs]),
+            }
+        )
+    return out
+
+
 def metrics_from_results(results: Sequence[SubjectResult]) -> dict:
     """The decision metrics of analysed subjects (see the module doc)."""
     scored = [(r, r.quality()) for r in results]
@@ -243,6 +273,11 @@ def metrics_from_results(results: Sequence[SubjectResult]) -> dict:
             for k in ("top1", "top2", "adjacent", "within_5ms", "tie_set_hit")
         },
         "no_target_agreement": _share([q["top1"] for q in without]),
+        "clear_share": _share([q["true_margin_ms"] > NEAR_MS for q in with_t]),
+        "clear_top1_accuracy": _share(
+            [q["top1"] for q in with_t if q["true_margin_ms"] > NEAR_MS]
+        ),
+        "top1_by_true_margin": _margin_bands(with_t),
         "per_subject": [{"subject_id": r.subject_id, **q} for r, q in scored],
     }
 
@@ -266,6 +301,9 @@ def decision_metrics(
     {top1, top2, adjacent, within_5ms, tie_set_hit} (subjects with a true
     target),
     no_target_agreement (subjects without one: share recommended none),
+    clear_share and clear_top1_accuracy (of the subjects with a true target:
+    the share whose true margin is over 5 ms, and their top-1),
+    top1_by_true_margin (top-1 / top-2 per band of `MARGIN_BANDS_MS`),
     per_subject (one dict per labelled subject).
     """
     return metrics_from_results(analyse(slices, orientation, base_at_high, lge))
@@ -288,6 +326,8 @@ def decision_scores(slices: Sequence[PredictedSlice]) -> dict:
         "tie_set_accuracy",
         "decisive_share",
         "decisive_top1_accuracy",
+        "clear_share",
+        "clear_top1_accuracy",
     )
     out = {f"decision_{key}": decision[key] for key in keys}
     out["decision_delay_ms_median"] = decision["delay_ms"]["median"]
@@ -414,6 +454,7 @@ COHORT_COLUMNS = (
     "delay_ms",
     "near_ties",
     "tie_set_hit",
+    "true_margin_ms",
 )
 
 
@@ -423,6 +464,7 @@ def cohort_row(result: SubjectResult) -> dict:
     top = d.recommended
     q = result.quality() or {}
     low = sum(1 for s in result.segments if s.imaged and s.low_confidence)
+    margin = q.get("true_margin_ms")
     return {
         "subject_id": result.subject_id,
         "num_slices": len(result.slices),
@@ -444,4 +486,5 @@ def cohort_row(result: SubjectResult) -> dict:
         "delay_ms": None if q.get("delay_ms") is None else round(q["delay_ms"], 2),
         "near_ties": " ".join(str(t.segment) for t in d.near_ties),
         "tie_set_hit": q.get("tie_set_hit"),
+        "true_margin_ms": None if margin is None else round(margin, 2),
     }

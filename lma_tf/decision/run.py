@@ -5,6 +5,7 @@
     cohort_summary.json     the same, the orientation, the decision metrics
                             and the calibration (labelled data)
     reliability.png         reliability diagram of P(LMA) (labelled data)
+    decision_quality.png    top-1 / top-2 by the true margin (labelled data)
     <subject>/report.json   the subject's report (`report.SCHEMA`)
     <subject>/report.png    its one-page figure (`lma_tf.viz.report_page`)
 
@@ -35,6 +36,7 @@ from lma_tf.serving import prediction_csv
 COHORT_CSV = "cohort_summary.csv"
 COHORT_JSON = "cohort_summary.json"
 RELIABILITY_PNG = "reliability.png"
+DECISION_QUALITY_PNG = "decision_quality.png"
 REPORT_JSON = "report.json"
 REPORT_PNG = "report.png"
 # Where an export keeps its description (`lma_tf.serving.layout.EXPORT_INFO`).
@@ -242,7 +244,8 @@ def _write_subjects(
 
 
 def _write_cohort(results, slices, output_dir: str, header: dict) -> dict:
-    """cohort_summary.csv/.json and reliability.png; returns the cohort document."""
+    """cohort_summary.csv/.json, reliability.png and decision_quality.png;
+    returns the cohort document."""
     rows = [report.cohort_row(r) for r in results]
     labelled = any(r.labelled for r in results)
     calib = report.sector_calibration(slices) if labelled else None
@@ -274,6 +277,12 @@ def _write_cohort(results, slices, output_dir: str, header: dict) -> dict:
         png = os.path.join(output_dir, RELIABILITY_PNG)
         if _reliability(results, header["temperature"], png):
             paths.append(png)
+        metrics = cohort["decision_metrics"]
+        if metrics["num_with_target"]:
+            from lma_tf.viz import decision_quality
+
+            png = os.path.join(output_dir, DECISION_QUALITY_PNG)
+            paths.append(decision_quality.plot_decision_quality(metrics, png))
     cohort["paths"] = paths
     return cohort
 

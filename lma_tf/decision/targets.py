@@ -184,6 +184,20 @@ def rank_targets(segments: Sequence[SegmentSummary]) -> Decision:
     return Decision(targets, sorted(excluded, key=lambda e: e.segment), num_late)
 
 
+def _true_candidates(segments: Sequence[SegmentSummary]) -> list[tuple[float, int]]:
+    """(median true TOS, segment) of the late scar-free segments, latest first;
+    ties (to 0.1 ms) go to the lower segment number."""
+    out = []
+    for s in segments:
+        t, scar = s.true_tos_median_ms, s.true_scar_fraction
+        if t is None or t <= rules.LATE_TOS_MS:
+            continue
+        if scar is not None and scar >= constants.SCAR_THRESHOLD:
+            continue
+        out.append((t, s.segment))
+    return sorted(out, key=lambda c: (-round(c[0], 1), c[1]))
+
+
 def true_target(segments: Sequence[SegmentSummary]) -> int | None:
     """The labelled answer: the latest scar-free segment by true TOS and scar.
 
@@ -191,13 +205,20 @@ def true_target(segments: Sequence[SegmentSummary]) -> int | None:
     >= 0.5. None when no segment is late and scar-free (then recommending
     none is right). Ties go to the lower segment number.
     """
-    best = None
-    for s in segments:
-        t, scar = s.true_tos_median_ms, s.true_scar_fraction
-        if t is None or t <= rules.LATE_TOS_MS:
-            continue
-        if scar is not None and scar >= constants.SCAR_THRESHOLD:
-            continue
-        if best is None or round(t, 1) > round(best[0], 1):
-            best = (t, s.segment)
-    return None if best is None else best[1]
+    candidates = _true_candidates(segments)
+    return candidates[0][1] if candidates else None
+
+
+def true_margin(segments: Sequence[SegmentSummary]) -> float | None:
+    """How much later, in truth, the true target activates than the next
+    choice (ms): the next latest late scar-free segment, or "no target" (the
+    late threshold) when it is the only one. None without a true target.
+
+    A margin of at most `NEAR_TIE_MS` is a near-tie in truth: an error of a
+    few ms on either segment, under a third of a frame, reorders them.
+    """
+    candidates = _true_candidates(segments)
+    if not candidates:
+        return None
+    runner_up = candidates[1][0] if len(candidates) > 1 else rules.LATE_TOS_MS
+    return float(candidates[0][0] - runner_up)

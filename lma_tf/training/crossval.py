@@ -48,6 +48,8 @@ SUMMARY_KEYS = (
     "decision_tie_set_accuracy",
     "decision_decisive_share",
     "decision_decisive_top1_accuracy",
+    "decision_clear_share",
+    "decision_clear_top1_accuracy",
     "lma_ece",
     "lma_ece_calibrated",
 )

@@ -18,7 +18,7 @@ from lma_tf.decision import orientation as orientation_lib
 from lma_tf.decision import report, run
 from lma_tf.errors import UsageError
 from lma_tf.serving import prediction_csv
-from lma_tf.viz import activation_map, report_page
+from lma_tf.viz import activation_map, decision_quality, report_page
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ENV = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
@@ -72,6 +72,9 @@ def test_decision_metrics():
         {"median": 83.0, "p90": 83.0, "num_subjects": 3}
     )
     assert m["no_target_agreement"] == 0.5
+    # A, B and E: segment 5 is the only late scar-free one (100 - 18 ms).
+    assert m["clear_share"] == 1.0 and m["clear_top1_accuracy"] == pytest.approx(1 / 3)
+    assert [b["num_subjects"] for b in m["top1_by_true_margin"]] == [0, 0, 3]
     per = {p["subject_id"]: p for p in m["per_subject"]}
     assert per["B"] == {
         "subject_id": "B",
@@ -84,7 +87,9 @@ def test_decision_metrics():
         "delay_ms": 83.0,
         "near_ties": [],
         "tie_set_hit": False,
+        "true_margin_ms": 82.0,
     }
+    assert per["C"]["true_margin_ms"] is None
     assert per["E"]["predicted_targets"] == [6, 5] and per["E"]["top2"]
     assert per["C"]["true_target"] is None and per["C"]["top1"]
     assert not per["D"]["top1"] and not per["D"]["adjacent"]
@@ -134,6 +139,54 @@ def test_a_first_target_with_near_ties_names_them_and_scores_the_set():
     assert row["near_ties"] == "5" and row["tie_set_hit"] is True
     assert "near-tie within 5 ms: segment 5" in row["summary"]
     assert set(row) == set(report.COHORT_COLUMNS)
+
+
+def test_top1_by_the_true_margin_over_the_next_choice():
+    def runner_up(subject: str, ms: float) -> list:
+        # Truly latest in 5 (100 ms), next in 6 at `ms`; predicted latest in 6.
+        s = three_slices(subject, late=range(84, 105), true_late=range(63, 84))
+        s[0].true_tos_ms[84:105] = ms
+        return s
+
+    cohort = [
+        *runner_up("P", 99.0),
+        *runner_up("Q", 96.0),
+        *runner_up("R", 90.0),
+        *three_slices("S", late=range(66, 81)),
+    ]
+    res = report.analyse(cohort)
+    margins = [r.quality()["true_margin_ms"] for r in res]
+    assert margins == pytest.approx([1.0, 4.0, 10.0, 82.0])
+    m = report.metrics_from_results(res)
+    bands = [
+        (b["band"], b["num_subjects"], b["top1_accuracy"], b["top2_accuracy"])
+        for b in m["top1_by_true_margin"]
+    ]
+    assert bands == [
+        ("0-2 ms", 1, 0.0, 0.0),
+        ("2-5 ms", 1, 0.0, 0.0),
+        ("> 5 ms", 2, 0.5, 0.5),
+    ]
+    assert m["clear_share"] == 0.5 and m["clear_top1_accuracy"] == 0.5
+    assert report.cohort_row(res[1])["true_margin_ms"] == 4.0
+    # A scar runner-up is no choice: the margin is over the late threshold.
+    scar = runner_up("T", 99.0)
+    scar[0].scar_fraction[84:105] = 0.8
+    assert report.analyse(scar)[0].quality()["true_margin_ms"] == pytest.approx(82.0)
+    scores = report.decision_scores(cohort)
+    assert scores["decision_clear_top1_accuracy"] == 0.5
+    assert scores["decision_clear_share"] == 0.5
+    # The figure draws these numbers: top-1 bars, then top-2, then each
+    # subject by where its true target was ranked.
+    fig = decision_quality.decision_quality_figure(m)
+    left, right = fig.axes
+    assert [b.get_height() for b in left.patches] == [0.0, 0.0, 0.5] * 2
+    legend = [t.get_text() for t in right.get_legend().get_texts()]
+    assert legend == ["top-1 hit (1)", "second (0)", "missed both (3)"]
+    assert "top-1 0.25, top-2 0.25" in fig._suptitle.get_text()
+    none = report.metrics_from_results(report.analyse(three_slices("C")))
+    with pytest.raises(ValueError, match="no labelled subject has a true target"):
+        decision_quality.decision_quality_figure(none)
 
 
 def test_decision_metrics_follow_the_orientation():
@@ -220,6 +273,7 @@ def test_write_reports(tmp_path):
         "C",
         "cohort_summary.csv",
         "cohort_summary.json",
+        "decision_quality.png",
         "reliability.png",
     ]
     assert sorted(os.listdir(out / "A")) == ["report.json", "report.png"]
@@ -252,9 +306,14 @@ def test_write_reports(tmp_path):
     assert (
         rows[0]["recommended_segment"] == "5" and rows[1]["recommended_segment"] == ""
     )
-    for png in ("A/report.png", "C/report.png", "reliability.png"):
+    for png in (
+        "A/report.png",
+        "C/report.png",
+        "reliability.png",
+        "decision_quality.png",
+    ):
         assert (out / png).read_bytes()[:8] == PNG
-    assert result["num_subjects"] == 2 and len(result["paths"]) == 7
+    assert result["num_subjects"] == 2 and len(result["paths"]) == 8
 
 
 def test_temperature_fitted_on_a_validation_csv(tmp_path):
