@@ -309,15 +309,18 @@ def decision_metrics(
     return metrics_from_results(analyse(slices, orientation, base_at_high, lge))
 
 
-def decision_scores(slices: Sequence[PredictedSlice]) -> dict:
+def decision_scores(
+    slices: Sequence[PredictedSlice], decision: dict | None = None
+) -> dict:
     """`decision_metrics` as `decision_*` metric keys.
 
     What evaluation and cross-validation report (from `predicted_slices` of
     their split arrays): top-1 / top-2 / adjacent / within-5-ms / tie-set
     accuracy (default orientation), the decisive share and its top-1, the
-    median delay and the subjects counted.
+    clear share and its top-1, the median delay and the subjects counted.
+    `decision`: the `decision_metrics` of `slices`, where already computed.
     """
-    decision = decision_metrics(slices)
+    decision = decision_metrics(slices) if decision is None else decision
     keys = (
         "top1_accuracy",
         "top2_accuracy",

@@ -1,7 +1,8 @@
 """Evaluation on a split: the paper's metrics, per-slice CSV and figures.
 
 `lma-tf evaluate --model_dir=M --split=test --output_dir=R` (or `--compare=M1,M2`)
-writes R/metrics.json, R/per_slice.csv, R/reliability.png, R/figures/*.png;
+writes R/metrics.json, R/per_slice.csv, R/reliability.png,
+R/decision_quality.png (labelled subjects with a target), R/figures/*.png;
 with --compare, R/comparison.md, R/comparison.json, R/comparison.png and
 R/cost_frontier.png (combined TOS MAE against FLOPs per example).
 """
@@ -150,7 +151,8 @@ def _decision_and_calibration(
     Calibration: expected calibration error over 15 bins before
     (`lma_ece_uncalibrated`) and after (`lma_ece`) the validation-fitted
     calibration, and a reliability diagram with both curves; a model with no
-    LMA head gives 0/1 probabilities, whose ECE is its error rate.
+    LMA head gives 0/1 probabilities, whose ECE is its error rate. With TOS,
+    decision_quality.png: top-1 / top-2 by the true target's margin.
     """
     from lma_tf.decision import calibration
     from lma_tf.decision import report as decision_report
@@ -173,11 +175,15 @@ def _decision_and_calibration(
             batch.weight,
         )
     if pred.tos_ms is not None:
-        out.update(
-            decision_report.decision_scores(
-                batch.predicted_slices(pred.tos_ms, pred.lma_probability)
+        slices = batch.predicted_slices(pred.tos_ms, pred.lma_probability)
+        decision = decision_report.decision_metrics(slices)
+        out.update(decision_report.decision_scores(slices, decision))
+        if decision["num_with_target"]:
+            from lma_tf.viz import decision_quality
+
+            decision_quality.plot_decision_quality(
+                decision, os.path.join(output_dir, "decision_quality.png")
             )
-        )
     return out
 
 

@@ -445,6 +445,10 @@ def test_report_command(tmp_path):
     assert "not a medical device" in proc.stderr
     assert (out / "A" / "report.png").read_bytes()[:8] == PNG
     assert "of the subjects given a target, 1.000 have no near-tie" in proc.stdout
+    assert (
+        "0-2 ms: 0 at top-1 n/a, 2-5 ms: 0 at top-1 n/a, > 5 ms: 1 at top-1 1.000"
+        in (proc.stdout)
+    )
     # No subject given a target: the shares over such subjects are n/a.
     none = _write(tmp_path, "untargeted.csv", three_slices("C"))
     proc = _run(
@@ -452,6 +456,9 @@ def test_report_command(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "given a target, n/a have no near-tie, their top-1 n/a" in proc.stdout
+    # No true target either: nothing to draw by margin.
+    assert not (tmp_path / "R2" / "decision_quality.png").exists()
+    assert (tmp_path / "R2" / "reliability.png").exists()
     bad = tmp_path / "bad.csv"
     bad.write_text("subject_id,slice_id\nA,b\n")
     for args, needle in (

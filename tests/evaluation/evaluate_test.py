@@ -103,6 +103,9 @@ def test_evaluate_calibrates_on_val_and_scores_intervals_on_test(trained, tmp_pa
     assert saved["tos_interval_mean_width_ms"] > 0
     assert result["tos_interval_scale"] == pytest.approx(tos["scale"])
     assert (tmp_path / "reliability.png").stat().st_size > 1000
+    # The test subjects have true targets: the decision by true margin.
+    assert 0.0 <= saved["decision_clear_share"] <= 1.0
+    assert (tmp_path / "decision_quality.png").stat().st_size > 1000
     # Evaluated on val itself, the conformal interval covers at least 90 %
     # of the sectors it was fitted on (by construction of the quantile).
     on_val = evaluate.evaluate(
