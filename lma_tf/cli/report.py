@@ -9,9 +9,9 @@
 Several CSVs of the same inputs (seeds, folds) are an ensemble: their
 spread gives each sector a 90 % TOS interval. Writes R/<subject>/report.json
 and report.png, R/cohort_summary.csv/.json and, on labelled data, the
-decision metrics and R/reliability.png. Also `python -m lma_tf.cli.report`
-and `python tools/report.py`. The work is `lma_tf.decision.run.write_reports`;
-see docs/decision.md.
+decision metrics, R/reliability.png and R/decision_quality.png. Also
+`python -m lma_tf.cli.report` and `python tools/report.py`. The work is
+`lma_tf.decision.run.write_reports`; see docs/decision.md.
 """
 
 from __future__ import annotations

@@ -229,10 +229,11 @@ def _margin_bands(with_target: list[dict]) -> list[dict]:
     edges = (0.0, *MARGIN_BANDS_MS, math.inf)
     out = []
     for low, high in zip(edges[:-1], edges[1:]):
+        # Margins are >= 0: the first band takes 0 itself.
         qs = [
             q
             for q in with_target
-            if (q["true_margin_ms"] > low or low == 0.0) and q["true_margin_ms"] <= high
+            if (low == 0.0 or q["true_margin_ms"] > low) and q["true_margin_ms"] <= high
         ]
         out.append(
             {

@@ -221,4 +221,5 @@ def true_margin(segments: Sequence[SegmentSummary]) -> float | None:
     if not candidates:
         return None
     runner_up = candidates[1][0] if len(candidates) > 1 else rules.LATE_TOS_MS
-    return float(candidates[0][0] - runner_up)
+    # Ranked on 0.1 ms: a runner-up up to 0.05 ms later is still a tie, 0 ms.
+    return max(float(candidates[0][0] - runner_up), 0.0)

@@ -6,8 +6,10 @@
   O/<experiment>/fold{i}/result.json       its held-out metrics (fold done)
   O/<experiment>/fold{i}/predictions.npz   its held-out predictions
   O/<experiment>/crossval.json, crossval.md   per-fold metrics, mean +- sd,
-                                 pooled metrics; predictions.npz, per_slice.csv,
-                                 per_subject.csv: the pooled predictions
+                                 pooled metrics (and the pooled decision by
+                                 true margin); predictions.npz, per_slice.csv,
+                                 per_subject.csv: the pooled predictions;
+                                 decision_quality.png (top-1/top-2 by margin)
 
 Each fold's model is trained on the other folds (minus a validation share,
 used for checkpoint selection and for choosing a decision rule) and scored
@@ -37,6 +39,7 @@ FOLDS_DIR = "folds"
 RESULT_JSON = "result.json"
 PREDICTIONS_NPZ = "predictions.npz"
 SUMMARY_JSON = "crossval.json"
+DECISION_QUALITY_PNG = "decision_quality.png"
 # Shown in the summaries; "_tuned": with the rule chosen on validation.
 SUMMARY_KEYS = (
     *paired.METRICS,
@@ -324,22 +327,41 @@ def _decision_and_calibration(arrays: dict[str, np.ndarray], has_tos: bool) -> d
             arrays["probability_calibrated"], labels, arrays["weight"]
         )
     if has_tos and "slice_location" in arrays:
-        out.update(
-            decision_report.decision_scores(
-                decision_report.predicted_slices(
-                    arrays["subject_id"].tolist(),
-                    arrays["slice_id"].tolist(),
-                    arrays["slice_location"],
-                    arrays["tos"],
-                    arrays["probability"],
-                    arrays["true_tos"],
-                    arrays["scar"],
-                    arrays["has_tos"] > 0,
-                    arrays["has_scar"] > 0,
-                )
-            )
-        )
+        out.update(decision_report.decision_scores(_decision_slices(arrays)))
     return out
+
+
+def _decision_slices(arrays: dict[str, np.ndarray]) -> list:
+    """The saved predictions as the decision report's slices."""
+    from lma_tf.decision import report as decision_report
+
+    return decision_report.predicted_slices(
+        arrays["subject_id"].tolist(),
+        arrays["slice_id"].tolist(),
+        arrays["slice_location"],
+        arrays["tos"],
+        arrays["probability"],
+        arrays["true_tos"],
+        arrays["scar"],
+        arrays["has_tos"] > 0,
+        arrays["has_scar"] > 0,
+    )
+
+
+def _decision_by_margin(pooled: dict[str, np.ndarray], exp_dir: str) -> list | None:
+    """Top-1/top-2 of the pooled subjects by true margin, and
+    decision_quality.png; None without TOS or slice locations."""
+    if not np.isfinite(pooled["tos"]).any() or "slice_location" not in pooled:
+        return None
+    from lma_tf.decision import report as decision_report
+    from lma_tf.viz import decision_quality
+
+    decision = decision_report.decision_metrics(_decision_slices(pooled))
+    if decision["num_with_target"]:
+        decision_quality.plot_decision_quality(
+            decision, os.path.join(exp_dir, DECISION_QUALITY_PNG)
+        )
+    return decision["top1_by_true_margin"]
 
 
 def _val_calibrator(
@@ -555,6 +577,7 @@ def summarize(
         "rules": [r["tuned"]["rule"] for r in results],
         "mean_sd": _mean_sd(rows),
         "pooled": pooled_metrics,
+        "decision_by_true_margin": _decision_by_margin(pooled, exp_dir),
         "num_subjects": len(set(pooled["subject_id"].tolist())),
         "num_slices": len(pooled["slice_id"]),
         "seconds": sum(r["seconds"] for r in results),

@@ -42,8 +42,10 @@ def decision_quality_figure(metrics: Mapping, title: str = "") -> Figure:
         (-0.2, "top1_accuracy", "tab:blue", "top-1"),
         (0.2, "top2_accuracy", "tab:orange", "top-2"),
     ):
-        values = [np.nan if b[key] is None else b[key] for b in bands]
-        left.bar(x + offset, np.nan_to_num(values), 0.4, color=colour, label=name)
+        # A band without subjects gets no bar (not a bar at 0).
+        drawn = [i for i, b in enumerate(bands) if b[key] is not None]
+        heights = [bands[i][key] for i in drawn]
+        left.bar(x[drawn] + offset, heights, 0.4, color=colour, label=name)
     for i, b in enumerate(bands):
         left.text(i, 1.02, f"n={b['num_subjects']}", ha="center", fontsize="small")
     left.set_xticks(x, [b["band"] for b in bands])

@@ -157,6 +157,9 @@ def test_top1_by_the_true_margin_over_the_next_choice():
     res = report.analyse(cohort)
     margins = [r.quality()["true_margin_ms"] for r in res]
     assert margins == pytest.approx([1.0, 4.0, 10.0, 82.0])
+    # Level in truth (to 0.1 ms): margin 0, the lower segment is the target.
+    level = report.analyse(runner_up("U", 100.04))[0].quality()
+    assert level["true_target"] == 5 and level["true_margin_ms"] == 0.0
     m = report.metrics_from_results(res)
     bands = [
         (b["band"], b["num_subjects"], b["top1_accuracy"], b["top2_accuracy"])
@@ -445,10 +448,8 @@ def test_report_command(tmp_path):
     assert "not a medical device" in proc.stderr
     assert (out / "A" / "report.png").read_bytes()[:8] == PNG
     assert "of the subjects given a target, 1.000 have no near-tie" in proc.stdout
-    assert (
-        "0-2 ms: 0 at top-1 n/a, 2-5 ms: 0 at top-1 n/a, > 5 ms: 1 at top-1 1.000"
-        in (proc.stdout)
-    )
+    bands = "0-2 ms: 0 at top-1 n/a, 2-5 ms: 0 at top-1 n/a, > 5 ms: 1 at top-1 1.000"
+    assert bands in proc.stdout
     # No subject given a target: the shares over such subjects are n/a.
     none = _write(tmp_path, "untargeted.csv", three_slices("C"))
     proc = _run(

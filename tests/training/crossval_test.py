@@ -92,6 +92,15 @@ def test_classical_crossval_pools_every_slice_and_resumes(records_dir, tmp_path)
     assert summary["mean_sd"]["decision_top1_accuracy"]["n"] == 3
     top1 = summary["pooled"]["decision_top1_accuracy"]
     assert 0.0 <= top1 <= summary["pooled"]["decision_top2_accuracy"] <= 1.0
+    # ... and by the true target's margin, over the subjects with a target.
+    bands = summary["decision_by_true_margin"]
+    assert [b["band"] for b in bands] == ["0-2 ms", "2-5 ms", "> 5 ms"]
+    with_target = sum(b["num_subjects"] for b in bands)
+    assert 0 < with_target <= info["num_subjects"]
+    clear = summary["pooled"]["decision_clear_share"]
+    assert bands[2]["num_subjects"] == round(clear * with_target)
+    png = tmp_path / "classical" / "decision_quality.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     pooled = crossval.load_pooled(os.path.join(out, "classical"))
     keys = set(zip(pooled["subject_id"].tolist(), pooled["slice_id"].tolist()))
     assert len(keys) == info["num_slices"]
