@@ -2,7 +2,7 @@
 
 lma-tf crossval --config=NAME[,NAME...] --records_dir=D --output_dir=O
     [--folds=5] [--fold=i] [--epochs=N] [--set=FIELD=VALUE ...] [--members=K]
-    [--estimate_only]
+    [--estimate_only] [--extra_train_records=E]
 lma-tf crossval --compare=O/NAME1,O/NAME2 [--output_dir=R] [--resamples=2000]
 
 Every subject of D (all splits) is dealt into folds by a hash of its id, the
@@ -13,6 +13,8 @@ difference between two cross-validated experiments with a 95% paired
 bootstrap interval over subjects (docs/fidelity.md). `--members=K` also
 trains K-1 more models per fold (other seeds) and scores their average as
 the experiment NAME_xK, beside NAME itself (docs/decision.md).
+`--extra_train_records=E` adds E's subjects to every fold's train split
+(the folds, and so the scored subjects, stay those of D).
 """
 
 from __future__ import annotations
@@ -33,6 +35,12 @@ _RECORDS_DIR = flags.DEFINE_string(
 )
 _OUTPUT_DIR = flags.DEFINE_string(
     "output_dir", "", "Root of the folds and runs (or of a --compare report)."
+)
+_EXTRA_TRAIN = flags.DEFINE_string(
+    "extra_train_records",
+    "",
+    "Records of other subjects added to every fold's train split (never val or "
+    "test; the folds stay those of --records_dir), e.g. more synthetic hearts.",
 )
 _FOLDS = flags.DEFINE_integer("folds", 5, "Number of folds.")
 _FOLD = flags.DEFINE_integer("fold", -1, "Run this fold only (default: all).")
@@ -110,13 +118,22 @@ def main(argv: list[str]) -> None:
                     "train with other seeds; run it with --members=1"
                 )
     out, k = _OUTPUT_DIR.value, _FOLDS.value
-    assignment = crossval.prepare_folds(_RECORDS_DIR.value, out, k, _VAL_FRACTION.value)
+    assignment = crossval.prepare_folds(
+        _RECORDS_DIR.value, out, k, _VAL_FRACTION.value, _EXTRA_TRAIN.value
+    )
     print(
         f"[crossval] {k} folds of {assignment['num_subjects']} subjects "
         f"({assignment['subjects_with_scar']} with scar, "
         f"{assignment['num_slices']} slices) under {out}/folds",
         file=sys.stderr,
     )
+    if assignment.get("extra_train_subjects"):
+        print(
+            f"[crossval] every fold also trains on {assignment['extra_train_subjects']}"
+            f" extra subjects ({assignment['extra_train_slices']} slices) of "
+            f"{assignment['extra_train_source']}",
+            file=sys.stderr,
+        )
     folds = [_FOLD.value] if _FOLD.value >= 0 else list(range(k))
     members = _MEMBERS.value
     estimates = [crossval.estimate(c, out, folds, members) for c in configs]

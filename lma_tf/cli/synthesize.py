@@ -21,6 +21,13 @@ SCAR_MODELS = ["passive", "tethered"]
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where the files go.")
 _NUM_SUBJECTS = flags.DEFINE_integer("num_subjects", 100, "Subjects to generate.")
 _SEED = flags.DEFINE_integer("seed", 0, "Cohort seed (subject i depends on it and i).")
+_FIRST_SUBJECT = flags.DEFINE_integer(
+    "first_subject",
+    0,
+    "Index of the first subject: 150 with --num_subjects=300 writes subjects "
+    "150-449 of the seed, new hearts for a 150-subject cohort's extra training "
+    "records (lma-tf crossval --extra_train_records).",
+)
 _FORMAT = flags.DEFINE_enum("format", "npz", FORMATS, "Input format to write.")
 _SCAR_MODEL = flags.DEFINE_enum(
     "scar_model",
@@ -42,6 +49,8 @@ def main(argv: list[str]) -> None:
         raise UsageError(f"--num_subjects must be >= 1, got {_NUM_SUBJECTS.value}")
     if _SEED.value < 0:
         raise UsageError(f"--seed must be >= 0, got {_SEED.value}")
+    if _FIRST_SUBJECT.value < 0:
+        raise UsageError(f"--first_subject must be >= 0, got {_FIRST_SUBJECT.value}")
     if not _OUTPUT_DIR.value:
         raise UsageError("--output_dir must not be empty")
     from lma_tf.data import synthetic_io
@@ -53,6 +62,7 @@ def main(argv: list[str]) -> None:
         _FORMAT.value,
         _SCAR_MODEL.value,
         progress=True,
+        first_subject=_FIRST_SUBJECT.value,
     )
     print(
         f"wrote {summary.num_subjects} subjects, {summary.num_slices} slices "

@@ -9,7 +9,10 @@ folder: nothing downstream knows about folds.
 
 The assignment depends only on the subject ids (and k), never on the
 experiment, so every experiment sees the same folds; subjects with scar are
-dealt first, so each fold gets its share of them. Examples are copied as
+dealt first, so each fold gets its share of them. Extra training records
+(other subjects, e.g. more synthetic hearts) join every fold's train split
+without changing the folds, so runs with and without them are scored on the
+same held-out subjects. Examples are copied as
 serialized bytes (no re-encoding); each fold's manifest carries the
 normalisation statistics of its own train split.
 """
@@ -185,17 +188,41 @@ def fold_dir(root: str, fold: int) -> str:
     return os.path.join(root, f"fold{fold}")
 
 
+def _read_extra(extra_train_dir: str, cohort: Sequence[_Example], records_dir: str):
+    """The extra training examples; refuses subjects that the cohort also has."""
+    extra, _ = _read_all(extra_train_dir)
+    shared = sorted({e.subject_id for e in extra} & {e.subject_id for e in cohort})
+    if shared:
+        names = ", ".join(shared[:5]) + (" ..." if len(shared) > 5 else "")
+        raise UsageError(
+            f"{extra_train_dir}: {len(shared)} subject(s) also in {records_dir} "
+            f"({names}); extra training subjects must be other people (or other "
+            "synthetic hearts: lma-tf synthesize --first_subject)"
+        )
+    return extra
+
+
 def make_fold_records(
-    records_dir: str, root: str, num_folds: int, val_fraction: float = 0.15
+    records_dir: str,
+    root: str,
+    num_folds: int,
+    val_fraction: float = 0.15,
+    extra_train_dir: str = "",
 ) -> dict:
     """Writes (or reuses) the k fold records folders under `root`.
 
     Returns the assignment written to `root/folds.json`: subject -> fold,
     each fold's val subjects, and a fingerprint of the pooled slices. An
     existing set for the same slices, folds and val fraction is reused.
+    `extra_train_dir`: a records folder whose every slice joins the train
+    split of every fold (never val or test); the folds, and so the subjects
+    each model is scored on, are those of `records_dir` alone.
     """
     examples, compression = _read_all(records_dir)
-    fingerprint = _fingerprint(examples)
+    extra = (
+        _read_extra(extra_train_dir, examples, records_dir) if extra_train_dir else []
+    )
+    fingerprint = _fingerprint([*examples, *extra])
     path = os.path.join(root, FOLDS_JSON)
     if os.path.exists(path):
         with open(path, encoding="utf-8") as f:
@@ -225,7 +252,10 @@ def make_fold_records(
                 by_split["val"].append(e)
             else:
                 by_split["train"].append(e)
+        by_split["train"] += extra
         info = {"fold": i, "num_folds": num_folds, "source": records_dir}
+        if extra_train_dir:
+            info["extra_train_source"] = extra_train_dir
         _write_fold(fold_dir(root, i), by_split, compression, info)
     assignment = {
         "fingerprint": fingerprint,
@@ -237,6 +267,11 @@ def make_fold_records(
         "subjects_with_scar": sum(has_scar.values()),
         "folds": folds,
         "val_subjects": {str(i): sorted(v) for i, v in val.items()},
+        "extra_train_source": (
+            os.path.abspath(extra_train_dir) if extra_train_dir else None
+        ),
+        "extra_train_subjects": len({e.subject_id for e in extra}),
+        "extra_train_slices": len(extra),
     }
     atomic.write_json(path, assignment, sort_keys=True)
     return assignment

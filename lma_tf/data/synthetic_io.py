@@ -93,14 +93,22 @@ def synthesize_cohort(
     fmt: str = "npz",
     scar_model: str = "passive",
     progress: bool = False,
+    first_subject: int = 0,
 ) -> CohortSummary:
-    """Generates subjects 0..num_subjects-1 of `seed` and writes them in `fmt`.
+    """Generates subjects first_subject..first_subject+num_subjects-1 of `seed`
+    and writes them in `fmt`.
 
     The library behind `lma-tf synthesize`; `progress` shows tqdm bars for
-    the generation (per subject) and the writing (per slice).
+    the generation (per subject) and the writing (per slice). A subject
+    depends on (seed, index) only, so subjects 150-449 written with
+    `first_subject=150` are those of a 450-subject cohort, and never share
+    an id with subjects 0-149 (extra training subjects for a cohort).
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}, expected one of {FORMATS}")
+    if first_subject < 0:
+        raise ValueError(f"first_subject must be >= 0, got {first_subject}")
+    indices = range(first_subject, first_subject + num_subjects)
     subjects = [
         synthetic.generate_subject(
             synthetic.subject_rng(seed, i),
@@ -108,7 +116,7 @@ def synthesize_cohort(
             scar_model=scar_model,
         )
         for i in tqdm.tqdm(
-            range(num_subjects), desc="generate", unit="subject", disable=not progress
+            indices, desc="generate", unit="subject", disable=not progress
         )
     ]
     slices = [s for subject in subjects for s in subject.slices]

@@ -99,11 +99,20 @@ def experiment_config(
 
 
 def prepare_folds(
-    records_dir: str, output_dir: str, num_folds: int, val_fraction: float
+    records_dir: str,
+    output_dir: str,
+    num_folds: int,
+    val_fraction: float,
+    extra_train_dir: str = "",
 ) -> dict:
-    """The shared fold records under `output_dir/folds` (written once)."""
+    """The shared fold records under `output_dir/folds` (written once);
+    `extra_train_dir`'s slices join every fold's train split."""
     return folds_lib.make_fold_records(
-        records_dir, os.path.join(output_dir, FOLDS_DIR), num_folds, val_fraction
+        records_dir,
+        os.path.join(output_dir, FOLDS_DIR),
+        num_folds,
+        val_fraction,
+        extra_train_dir,
     )
 
 

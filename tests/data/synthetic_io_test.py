@@ -268,6 +268,21 @@ class SynthesizeCohortTest(WriterTestCase):
         with self.assertRaises(ValueError):
             synthetic_io.synthesize_cohort(self.dir, 1, 0, "hdf5")
 
+    def test_first_subject_writes_the_later_subjects_of_a_bigger_cohort(self):
+        summary = synthetic_io.synthesize_cohort(
+            self.dir, 2, 5, "npz", "tethered", first_subject=3
+        )
+        bigger = synthetic.generate_subjects(5, 5, "tethered")[3:]
+        want = {s.key: s for subject in bigger for s in subject.slices}
+        self.assertEqual(summary.num_slices, len(want))
+        got = list(sources.read_sources([self.dir]))
+        self.assertEqual({r.key for r in got}, set(want))  # SYN0003, SYN0004
+        for r in got:
+            np.testing.assert_array_equal(r.strain_matrix, want[r.key].strain_matrix)
+            np.testing.assert_array_equal(r.tos_ms, want[r.key].tos_ms)
+        with self.assertRaises(ValueError):
+            synthetic_io.synthesize_cohort(self.dir, 1, 0, first_subject=-1)
+
 
 def _run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
@@ -302,6 +317,7 @@ class ToolTest(unittest.TestCase):
             for flag, needle in (
                 ("--num_subjects=0", "--num_subjects must be >= 1"),
                 ("--seed=-1", "--seed must be >= 0"),
+                ("--first_subject=-2", "--first_subject must be >= 0"),
             ):
                 proc = _run("-m", "lma_tf.cli.synthesize", f"--output_dir={tmp}", flag)
                 self.assertEqual(proc.returncode, 2, proc.stderr)

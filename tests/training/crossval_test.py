@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -63,6 +65,65 @@ def test_fold_records_partition_every_subject_once(records_dir, tmp_path):
     assert folds.make_fold_records(records_dir, root, 3) == info
     again = os.stat(os.path.join(folds.fold_dir(root, 0), manifest.MANIFEST))
     assert again.st_mtime_ns == stamp.st_mtime_ns
+
+
+def test_extra_train_records_join_every_train_split_and_keep_the_folds(
+    records_dir, tmp_path
+):
+    from lma_tf.data import records, synthetic, synthetic_io
+
+    # Subjects 9-11 of another seed: other hearts, other ids.
+    cohort = str(tmp_path / "extra_cohort")
+    synthetic_io.synthesize_cohort(cohort, 3, 4, first_subject=9)
+    extra = str(tmp_path / "extra")
+    records.make_records(
+        [cohort], records.RecordsOptions(output_dir=extra, progress=False)
+    )
+    extra_ids = {synthetic.subject_id_for(i) for i in range(9, 12)}
+    plain = folds.make_fold_records(records_dir, str(tmp_path / "plain"), 3)
+    root = str(tmp_path / "with_extra")
+    info = folds.make_fold_records(records_dir, root, 3, extra_train_dir=extra)
+    assert info["folds"] == plain["folds"]
+    assert info["val_subjects"] == plain["val_subjects"]
+    assert info["extra_train_subjects"] == 3 and info["extra_train_slices"] > 0
+    assert info["fingerprint"] != plain["fingerprint"]
+    for i in range(3):
+        m = manifest.load_manifest(folds.fold_dir(root, i))
+        p = manifest.load_manifest(folds.fold_dir(str(tmp_path / "plain"), i))
+        train = set(m["splits"]["train"]["subjects"])
+        assert train == set(p["splits"]["train"]["subjects"]) | extra_ids
+        for split in ("val", "test"):
+            assert m["splits"][split] == p["splits"][split]
+        assert m["crossval"]["extra_train_source"] == extra
+    # The cohort's own subjects as "extra": refused, naming them.
+    with pytest.raises(UsageError, match=r"9 subject\(s\) also in .*SYN0000"):
+        folds.make_fold_records(
+            records_dir, str(tmp_path / "x"), 3, extra_train_dir=records_dir
+        )
+    # The command says what it adds, and refuses the same as a usage error.
+    for flag, code, needle in (
+        (extra, 0, "every fold also trains on 3 extra subjects"),
+        (records_dir, 2, "also in"),
+    ):
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "lma_tf.cli.crossval",
+                "--config=classical",
+                f"--records_dir={records_dir}",
+                f"--extra_train_records={flag}",
+                f"--output_dir={tmp_path / 'cli'}",
+                "--folds=3",
+                "--estimate_only",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert proc.returncode == code, proc.stderr[-2000:]
+        assert needle in proc.stderr
 
 
 def test_config_overrides_are_typed_and_checked():
