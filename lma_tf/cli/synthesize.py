@@ -4,7 +4,7 @@ Writes the cohort in one of the input formats (docs/data.md), laid out like
 real data, so that `lma-tf convert` can be run on it:
 
   lma-tf synthesize --output_dir=/tmp/syn --num_subjects=100 --seed=0
-      --format=npz
+      --format=npz [--first_subject=0] [--scar_model=passive|tethered]
 """
 
 from __future__ import annotations

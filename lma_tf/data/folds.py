@@ -188,18 +188,41 @@ def fold_dir(root: str, fold: int) -> str:
     return os.path.join(root, f"fold{fold}")
 
 
-def _read_extra(extra_train_dir: str, cohort: Sequence[_Example], records_dir: str):
-    """The extra training examples; refuses subjects that the cohort also has."""
-    extra, _ = _read_all(extra_train_dir)
+def _read_extra(
+    extra_train_dir: str, cohort: Sequence[_Example], records_dir: str
+) -> list[_Example]:
+    """The extra training examples; refuses subjects that the cohort also has.
+
+    Their serialized bytes are copied as read (`TFRecordDataset` undoes the
+    folder's compression), so the folds' shards take the cohort's.
+    """
+    try:
+        extra, _ = _read_all(extra_train_dir)
+    except (FileNotFoundError, UsageError) as e:
+        raise UsageError(f"--extra_train_records={extra_train_dir}: {e}") from None
     shared = sorted({e.subject_id for e in extra} & {e.subject_id for e in cohort})
     if shared:
         names = ", ".join(shared[:5]) + (" ..." if len(shared) > 5 else "")
         raise UsageError(
             f"{extra_train_dir}: {len(shared)} subject(s) also in {records_dir} "
             f"({names}); extra training subjects must be other people (or other "
-            "synthetic hearts: lma-tf synthesize --first_subject)"
+            "synthetic hearts: lma-tf synthesize --first_subject); ids are "
+            "compared as stored, so convert both folders with the same "
+            "pseudonymisation"
         )
     return extra
+
+
+def _check_same_extra(path: str, old: dict, extra_source: str | None) -> None:
+    """Refuses to reuse folds made with other (or no) extra training records:
+    models already trained on them would be mixed with new ones."""
+    before = old.get("extra_train_source")
+    if before != extra_source:
+        raise UsageError(
+            f"{path}: these folds were made with extra training records "
+            f"{before or '(none)'}, not {extra_source or '(none)'}; use another "
+            "--output_dir for a run with other extra training records"
+        )
 
 
 def make_fold_records(
@@ -222,11 +245,17 @@ def make_fold_records(
     extra = (
         _read_extra(extra_train_dir, examples, records_dir) if extra_train_dir else []
     )
-    fingerprint = _fingerprint([*examples, *extra])
+    extra_source = os.path.abspath(extra_train_dir) if extra_train_dir else None
+    # The cohort's own fingerprint, plus the extras' where there are any: a
+    # cohort with extras never matches one folder holding both.
+    fingerprint = _fingerprint(examples)
+    if extra:
+        fingerprint += "+" + _fingerprint(extra)
     path = os.path.join(root, FOLDS_JSON)
     if os.path.exists(path):
         with open(path, encoding="utf-8") as f:
             old = json.load(f)
+        _check_same_extra(path, old, extra_source)
         same = (old["fingerprint"], old["num_folds"], old["val_fraction"]) == (
             fingerprint,
             num_folds,
@@ -254,8 +283,8 @@ def make_fold_records(
                 by_split["train"].append(e)
         by_split["train"] += extra
         info = {"fold": i, "num_folds": num_folds, "source": records_dir}
-        if extra_train_dir:
-            info["extra_train_source"] = extra_train_dir
+        if extra_source:
+            info["extra_train_source"] = extra_source
         _write_fold(fold_dir(root, i), by_split, compression, info)
     assignment = {
         "fingerprint": fingerprint,
@@ -267,9 +296,7 @@ def make_fold_records(
         "subjects_with_scar": sum(has_scar.values()),
         "folds": folds,
         "val_subjects": {str(i): sorted(v) for i, v in val.items()},
-        "extra_train_source": (
-            os.path.abspath(extra_train_dir) if extra_train_dir else None
-        ),
+        "extra_train_source": extra_source,
         "extra_train_subjects": len({e.subject_id for e in extra}),
         "extra_train_slices": len(extra),
     }

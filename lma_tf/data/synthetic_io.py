@@ -100,9 +100,9 @@ def synthesize_cohort(
 
     The library behind `lma-tf synthesize`; `progress` shows tqdm bars for
     the generation (per subject) and the writing (per slice). A subject
-    depends on (seed, index) only, so subjects 150-449 written with
-    `first_subject=150` are those of a 450-subject cohort, and never share
-    an id with subjects 0-149 (extra training subjects for a cohort).
+    depends on (seed, index) only, so `first_subject=150, num_subjects=300`
+    writes subjects 150-449 of a 450-subject cohort, which never share an id
+    with subjects 0-149 (extra training subjects for a cohort).
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}, expected one of {FORMATS}")

@@ -587,6 +587,7 @@ def summarize(
         "mean_sd": _mean_sd(rows),
         "pooled": pooled_metrics,
         "decision_by_true_margin": _decision_by_margin(pooled, exp_dir),
+        "extra_train": _extra_train(output_dir),
         "num_subjects": len(set(pooled["subject_id"].tolist())),
         "num_slices": len(pooled["slice_id"]),
         "seconds": sum(r["seconds"] for r in results),
@@ -595,6 +596,15 @@ def summarize(
     atomic.write_text(os.path.join(exp_dir, "crossval.md"), summary_markdown(summary))
     _write_tables(pooled, exp_dir)
     return summary
+
+
+def _extra_train(output_dir: str) -> dict | None:
+    """The extra training records every fold's model also saw (folds.json)."""
+    path = os.path.join(output_dir, FOLDS_DIR, folds_lib.FOLDS_JSON)
+    info = _load_json(path) if os.path.exists(path) else {}
+    if not info.get("extra_train_source"):
+        return None
+    return {k: info[f"extra_train_{k}"] for k in ("source", "subjects", "slices")}
 
 
 def _load_json(path: str) -> dict:
@@ -684,14 +694,21 @@ def compare(
 
     if len(exp_dirs) < 2:
         raise UsageError("--compare needs two or more cross-validation directories")
-    summaries = {}
+    loaded = []
     for d in exp_dirs:
         load_pooled(d)  # a clear error when unfinished
-        summary = _load_json(os.path.join(d, SUMMARY_JSON))
-        summaries[summary["experiment"]] = summary
-    names = list(summaries)
+        loaded.append(_load_json(os.path.join(d, SUMMARY_JSON)))
+    names = [s["experiment"] for s in loaded]
     if len(set(names)) != len(names):
-        raise UsageError(f"--compare lists one experiment twice: {names}")
+        # The same experiment from several roots (say with and without extra
+        # training records): named by root, e.g. cv_extra_multitask.
+        names = [
+            f"{os.path.basename(os.path.dirname(os.path.abspath(d)))}_{n}"
+            for d, n in zip(exp_dirs, names)
+        ]
+    if len(set(names)) != len(names):
+        raise UsageError(f"--compare lists one experiment twice: {exp_dirs}")
+    summaries = dict(zip(names, loaded))
     first = load_pooled(exp_dirs[0])
     results = {}
     for name, d in zip(names[1:], exp_dirs[1:]):

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -94,7 +95,23 @@ def test_extra_train_records_join_every_train_split_and_keep_the_folds(
         assert train == set(p["splits"]["train"]["subjects"]) | extra_ids
         for split in ("val", "test"):
             assert m["splits"][split] == p["splits"][split]
-        assert m["crossval"]["extra_train_source"] == extra
+        assert m["crossval"]["extra_train_source"] == os.path.abspath(extra)
+    # The same folds root without the extras (or with others): refused, so
+    # models trained on other data never mix with the finished folds.
+    with pytest.raises(UsageError, match="made with extra training records"):
+        folds.make_fold_records(records_dir, root, 3)
+    with pytest.raises(UsageError, match=r"extra_train_records=.*manifest.json"):
+        folds.make_fold_records(
+            records_dir, str(tmp_path / "y"), 3, extra_train_dir=str(tmp_path / "no")
+        )
+    # crossval.json records them (from the folds of the output root).
+    out = str(tmp_path / "cvx")
+    crossval.prepare_folds(records_dir, out, 3, 0.15, extra)
+    assert crossval._extra_train(out) == {
+        "source": os.path.abspath(extra),
+        "subjects": 3,
+        "slices": info["extra_train_slices"],
+    }
     # The cohort's own subjects as "extra": refused, naming them.
     with pytest.raises(UsageError, match=r"9 subject\(s\) also in .*SYN0000"):
         folds.make_fold_records(
@@ -166,6 +183,16 @@ def test_classical_crossval_pools_every_slice_and_resumes(records_dir, tmp_path)
     keys = set(zip(pooled["subject_id"].tolist(), pooled["slice_id"].tolist()))
     assert len(keys) == info["num_slices"]
     assert crossval.estimate(c, out, [0, 1, 2]).folds == 0  # every fold done
+    assert summary["extra_train"] is None
+    # The same experiment under two roots compares as <root>_<experiment>.
+    shutil.copytree(tmp_path / "classical", tmp_path / "again" / "classical")
+    first = f"{tmp_path.name}_classical"
+    results = crossval.compare(
+        [str(tmp_path / "classical"), str(tmp_path / "again" / "classical")],
+        str(tmp_path / "cmp"),
+    )
+    assert set(results) == {"again_classical"}
+    assert (tmp_path / "cmp" / f"{first}_vs_again_classical" / "paired.json").exists()
     rows = (tmp_path / "classical" / "per_subject.csv").read_text().splitlines()
     assert len(rows) == 1 + info["num_subjects"]
 
