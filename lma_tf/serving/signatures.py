@@ -66,6 +66,14 @@ def check_frames(num_frames: tf.Tensor) -> list[tf.Operation]:
     ]
 
 
+def check_not_empty(batch_size: tf.Tensor) -> tf.Operation:
+    """Asserts that the request holds at least one slice (an empty batch would
+    fail deep in the network instead)."""
+    return tf.debugging.assert_greater(
+        batch_size, tf.cast(0, batch_size.dtype), message=contract.EMPTY_BATCH
+    )
+
+
 def check_periods(frame_period_ms: tf.Tensor) -> list[tf.Operation]:
     """Asserts that every period is finite and within the acquisition range."""
     lo, hi = contract.PERIOD_RANGE_MS
@@ -93,6 +101,8 @@ def fit_strain_batch(
     strain = tf.convert_to_tensor(strain, tf.float32)
     period = tf.convert_to_tensor(frame_period_ms, tf.float32)
     with tf.control_dependencies(check_frames(tf.shape(strain)[-1])):
+        nonempty = check_not_empty(tf.shape(strain)[0])
+    with tf.control_dependencies([nonempty]):
         count = tf.debugging.assert_equal(
             tf.shape(period)[0], tf.shape(strain)[0], message=contract.PERIOD_COUNT
         )
@@ -112,6 +122,8 @@ def fit_examples(
     Parsed with the training feature spec and decoded like the training
     parser; each example may have its own frame count and period.
     """
+    with tf.control_dependencies([check_not_empty(tf.shape(serialized)[0])]):
+        serialized = tf.identity(serialized)
     parsed = tf.io.parse_example(serialized, features.SERVING_FEATURE_SPEC)
     num_frames = parsed[features.NUM_FRAMES]
     periods = parsed[features.FRAME_PERIOD]

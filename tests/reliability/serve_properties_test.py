@@ -24,6 +24,7 @@ DOCUMENTED = (
     contract.TOO_FEW_FRAMES,
     contract.TOO_MANY_FRAMES,
     contract.PERIOD_COUNT,
+    contract.EMPTY_BATCH,
     contract.BAD_PERIOD,
     contract.BAD_STRAIN,
     contract.STRAIN_RANGE,

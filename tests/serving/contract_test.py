@@ -104,6 +104,7 @@ BAD_REQUESTS = [
     ((1, 126, 15), [17.0], None, contract.TOO_FEW_FRAMES),
     ((1, 126, 129), [17.0], None, contract.TOO_MANY_FRAMES),
     ((2, 126, 40), [17.0], None, contract.PERIOD_COUNT),
+    ((0, 126, 40), [], None, contract.EMPTY_BATCH),
     ((1, 126, 40), [0.0], None, contract.BAD_PERIOD),
     ((1, 126, 40), [-17.0], None, contract.BAD_PERIOD),
     ((1, 126, 40), [float("inf")], None, contract.BAD_PERIOD),
@@ -114,6 +115,7 @@ BAD_REQUESTS = [
     ((1, 126, 40), [17.0], -1.5, contract.STRAIN_RANGE),
     # Two rules broken: both sides name the first one, in the same order.
     ((1, 126, 10), [NAN], None, contract.TOO_FEW_FRAMES),
+    ((0, 126, 10), [], None, contract.TOO_FEW_FRAMES),
     ((1, 126, 40), [-1.0], NAN, contract.BAD_PERIOD),
     ((1, 126, 40), [17.0, 17.0], NAN, contract.PERIOD_COUNT),
 ]
