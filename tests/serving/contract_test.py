@@ -104,7 +104,6 @@ BAD_REQUESTS = [
     ((1, 126, 15), [17.0], None, contract.TOO_FEW_FRAMES),
     ((1, 126, 129), [17.0], None, contract.TOO_MANY_FRAMES),
     ((2, 126, 40), [17.0], None, contract.PERIOD_COUNT),
-    ((0, 126, 40), [], None, contract.EMPTY_BATCH),
     ((1, 126, 40), [0.0], None, contract.BAD_PERIOD),
     ((1, 126, 40), [-17.0], None, contract.BAD_PERIOD),
     ((1, 126, 40), [float("inf")], None, contract.BAD_PERIOD),
@@ -131,6 +130,19 @@ def test_numpy_and_in_graph_checks_refuse_alike(shape, periods, value, message):
     with pytest.raises(contract.InputError, match=re.escape(message)):
         contract.check_inputs_np(strain, period)
     with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(message)):
+        signatures.fit_strain_batch(tf.constant(strain), tf.constant(period), data)
+
+
+def test_an_empty_batch_passes_numpy_and_is_refused_in_graph():
+    """The runtimes answer it with empty outputs; the signature, as TensorFlow
+    Serving runs it, refuses it by name instead of failing in the network."""
+    data = lma_config.base_config().data
+    strain, period = np.zeros((0, 126, 40), np.float32), np.zeros(0, np.float32)
+    x, p = contract.check_inputs_np(strain, period)
+    assert x.shape == (0, 126, 40) and p.shape == (0,)
+    with pytest.raises(
+        tf.errors.InvalidArgumentError, match=re.escape(contract.EMPTY_BATCH)
+    ):
         signatures.fit_strain_batch(tf.constant(strain), tf.constant(period), data)
 
 
