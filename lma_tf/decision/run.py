@@ -36,7 +36,6 @@ from lma_tf.serving import prediction_csv
 COHORT_CSV = "cohort_summary.csv"
 COHORT_JSON = "cohort_summary.json"
 RELIABILITY_PNG = "reliability.png"
-DECISION_QUALITY_PNG = "decision_quality.png"
 REPORT_JSON = "report.json"
 REPORT_PNG = "report.png"
 # Where an export keeps its description (`lma_tf.serving.layout.EXPORT_INFO`).
@@ -277,12 +276,11 @@ def _write_cohort(results, slices, output_dir: str, header: dict) -> dict:
         png = os.path.join(output_dir, RELIABILITY_PNG)
         if _reliability(results, header["temperature"], png):
             paths.append(png)
-        metrics = cohort["decision_metrics"]
-        if metrics["num_with_target"]:
-            from lma_tf.viz import decision_quality
+        from lma_tf.viz import decision_quality
 
-            png = os.path.join(output_dir, DECISION_QUALITY_PNG)
-            paths.append(decision_quality.plot_decision_quality(metrics, png))
+        png = decision_quality.write_if_targets(cohort["decision_metrics"], output_dir)
+        if png:
+            paths.append(png)
     cohort["paths"] = paths
     return cohort
 

@@ -178,12 +178,9 @@ def _decision_and_calibration(
         slices = batch.predicted_slices(pred.tos_ms, pred.lma_probability)
         decision = decision_report.decision_metrics(slices)
         out.update(decision_report.decision_scores(slices, decision))
-        if decision["num_with_target"]:
-            from lma_tf.viz import decision_quality
+        from lma_tf.viz import decision_quality
 
-            decision_quality.plot_decision_quality(
-                decision, os.path.join(output_dir, "decision_quality.png")
-            )
+        decision_quality.write_if_targets(decision, output_dir)
     return out
 
 

@@ -39,7 +39,6 @@ FOLDS_DIR = "folds"
 RESULT_JSON = "result.json"
 PREDICTIONS_NPZ = "predictions.npz"
 SUMMARY_JSON = "crossval.json"
-DECISION_QUALITY_PNG = "decision_quality.png"
 # Shown in the summaries; "_tuned": with the rule chosen on validation.
 SUMMARY_KEYS = (
     *paired.METRICS,
@@ -299,9 +298,15 @@ def _prediction_arrays(
     }
 
 
-def scores(arrays: dict[str, np.ndarray], period_ms: float, suffix: str = "") -> dict:
+def scores(
+    arrays: dict[str, np.ndarray],
+    period_ms: float,
+    suffix: str = "",
+    decision: dict | None = None,
+) -> dict:
     """`metrics.sector_metrics` of saved prediction arrays (the shipped rule),
-    plus pacing-target accuracy and LMA calibration where the arrays allow."""
+    plus pacing-target accuracy and LMA calibration where the arrays allow.
+    `decision`: the arrays' `decision_metrics`, where already computed."""
     has_tos = bool(np.isfinite(arrays["tos"]).any())
     out = metrics.sector_metrics(
         arrays["true_tos"],
@@ -315,11 +320,13 @@ def scores(arrays: dict[str, np.ndarray], period_ms: float, suffix: str = "") ->
         period_ms,
     )
     if not suffix:
-        out.update(_decision_and_calibration(arrays, has_tos))
+        out.update(_decision_and_calibration(arrays, has_tos, decision))
     return out
 
 
-def _decision_and_calibration(arrays: dict[str, np.ndarray], has_tos: bool) -> dict:
+def _decision_and_calibration(
+    arrays: dict[str, np.ndarray], has_tos: bool, decision: dict | None = None
+) -> dict:
     """Top-1/top-2 pacing-target accuracy (default orientation) and LMA ECE,
     before and after the calibration fitted on the fold's validation split.
 
@@ -336,7 +343,8 @@ def _decision_and_calibration(arrays: dict[str, np.ndarray], has_tos: bool) -> d
             arrays["probability_calibrated"], labels, arrays["weight"]
         )
     if has_tos and "slice_location" in arrays:
-        out.update(decision_report.decision_scores(_decision_slices(arrays)))
+        slices = _decision_slices(arrays)
+        out.update(decision_report.decision_scores(slices, decision))
     return out
 
 
@@ -357,20 +365,14 @@ def _decision_slices(arrays: dict[str, np.ndarray]) -> list:
     )
 
 
-def _decision_by_margin(pooled: dict[str, np.ndarray], exp_dir: str) -> list | None:
-    """Top-1/top-2 of the pooled subjects by true margin, and
-    decision_quality.png; None without TOS or slice locations."""
+def _pooled_decision(pooled: dict[str, np.ndarray]) -> dict | None:
+    """The pooled predictions' `decision_metrics`; None without TOS or slice
+    locations."""
     if not np.isfinite(pooled["tos"]).any() or "slice_location" not in pooled:
         return None
     from lma_tf.decision import report as decision_report
-    from lma_tf.viz import decision_quality
 
-    decision = decision_report.decision_metrics(_decision_slices(pooled))
-    if decision["num_with_target"]:
-        decision_quality.plot_decision_quality(
-            decision, os.path.join(exp_dir, DECISION_QUALITY_PNG)
-        )
-    return decision["top1_by_true_margin"]
+    return decision_report.decision_metrics(_decision_slices(pooled))
 
 
 def _val_calibrator(
@@ -574,7 +576,8 @@ def summarize(
     atomic.write_npz(os.path.join(exp_dir, PREDICTIONS_NPZ), pooled)
     period = float(config.data.frame_period_ms)
     rows = [_fold_row(r) for r in results]
-    pooled_metrics = scores(pooled, period)
+    decision = _pooled_decision(pooled)
+    pooled_metrics = scores(pooled, period, decision=decision)
     tuned = scores(pooled, period, "_tuned")
     pooled_metrics["combined_tos_mae_ms_scar_tuned"] = tuned["combined_tos_mae_ms_scar"]
     pooled_metrics["lma_accuracy_tuned"] = tuned["lma_accuracy"]
@@ -586,7 +589,7 @@ def summarize(
         "rules": [r["tuned"]["rule"] for r in results],
         "mean_sd": _mean_sd(rows),
         "pooled": pooled_metrics,
-        "decision_by_true_margin": _decision_by_margin(pooled, exp_dir),
+        "decision_by_true_margin": decision and decision["top1_by_true_margin"],
         "extra_train": _extra_train(output_dir),
         "num_subjects": len(set(pooled["subject_id"].tolist())),
         "num_slices": len(pooled["slice_id"]),
@@ -595,6 +598,10 @@ def summarize(
     metrics.write_json(summary, os.path.join(exp_dir, SUMMARY_JSON))
     atomic.write_text(os.path.join(exp_dir, "crossval.md"), summary_markdown(summary))
     _write_tables(pooled, exp_dir)
+    if decision is not None:
+        from lma_tf.viz import decision_quality
+
+        decision_quality.write_if_targets(decision, exp_dir)
     return summary
 
 

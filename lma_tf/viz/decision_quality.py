@@ -12,6 +12,7 @@ docs/decision.md.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 
 import numpy as np
@@ -23,6 +24,7 @@ from lma_tf.viz import figures
 # Margins beyond this are drawn at it (a lone late segment has a margin of
 # tens of ms over the late threshold; only the close calls need the detail).
 MARGIN_AXIS_MS = 20.0
+FILENAME = "decision_quality.png"
 
 
 def decision_quality_figure(metrics: Mapping, title: str = "") -> Figure:
@@ -95,3 +97,11 @@ def decision_quality_figure(metrics: Mapping, title: str = "") -> Figure:
 def plot_decision_quality(metrics: Mapping, path: str, title: str = "") -> str:
     """Writes `decision_quality_figure` as a PNG; returns `path`."""
     return figures.save_figure(decision_quality_figure(metrics, title), path)
+
+
+def write_if_targets(metrics: Mapping, folder: str) -> str | None:
+    """`folder/decision_quality.png` where a subject has a true target (what
+    report, evaluate and crossval write); its path, or None."""
+    if not metrics["num_with_target"]:
+        return None
+    return plot_decision_quality(metrics, os.path.join(folder, FILENAME))
